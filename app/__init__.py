@@ -1,0 +1,1 @@
+"""citypark: smart-parking matching service (settings, database, models, services, HTTP API)."""

@@ -1,0 +1,1 @@
+"""The FastAPI layer: views only; logic lives in app.services."""

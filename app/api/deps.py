@@ -1,0 +1,70 @@
+"""Request dependencies: settings, a session per request (the transaction boundary), auth."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import Forbidden, Unauthorized
+from app.services import keys as keys_service
+from app.services.keys import Principal
+from app.settings import Settings
+
+bearer = HTTPBearer(auto_error=False, description="An API key made with `citypark keys create`")
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One session per request; committed when the handler returns, rolled back on error."""
+    async with request.app.state.sessionmaker() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+CredentialsDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+async def get_principal(session: SessionDep, credentials: CredentialsDep) -> Principal | None:
+    """The caller's principal; None without a key; 401 for an unknown or revoked key."""
+    if credentials is None:
+        return None
+    principal = await keys_service.authenticate(session, key=credentials.credentials)
+    if principal is None:
+        raise Unauthorized("unknown or revoked API key")
+    return principal
+
+
+OptionalPrincipal = Annotated[Principal | None, Depends(get_principal)]
+
+
+def require_roles(*roles: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """A dependency admitting only keys of ``roles`` (admin is always admitted)."""
+
+    async def dependency(principal: OptionalPrincipal) -> Principal:
+        if principal is None:
+            raise Unauthorized("this endpoint needs an API key (Authorization: Bearer …)")
+        if principal.role not in roles and principal.role != "admin":
+            raise Forbidden(f"a {principal.role} key may not call this endpoint")
+        return principal
+
+    return dependency
+
+
+def require_operator_of(operator_id: str, principal: Principal) -> None:
+    """An operator key acts only on its own operator's data (admins on all)."""
+    if principal.role != "admin" and principal.operator_id != operator_id:
+        raise Forbidden("this key belongs to another operator")

@@ -1,0 +1,1 @@
+"""Every module here that defines ``router`` is included by ``create_app``."""

@@ -1,0 +1,155 @@
+"""The ``citypark`` command line.
+
+Commands of packages that ``app`` must not import (``sensors``, bench tools) are registered
+as entry points in the ``citypark.commands`` group of pyproject.toml and discovered here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from app.errors import DomainError
+from app.settings import Settings, get_settings
+
+T = TypeVar("T")
+cli = typer.Typer(help="citypark — smart-parking matching service", no_args_is_help=True)
+keys_cli = typer.Typer(help="API keys", no_args_is_help=True)
+cli.add_typer(keys_cli, name="keys")
+
+
+def run(coro_fn: Callable[[Settings], Awaitable[T]]) -> T:
+    """Run an async command body with the environment's settings; domain errors exit 2."""
+    try:
+        return asyncio.run(coro_fn(get_settings()))
+    except DomainError as exc:
+        typer.echo(f"error: {exc.kind}: {exc.detail}", err=True)
+        raise typer.Exit(2) from None
+
+
+async def _in_session(settings: Settings, body: Callable[[Any], Awaitable[T]]) -> T:
+    from app.db import create_engine, create_sessionmaker
+
+    engine = create_engine(settings, pool_size=1)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            return await body(session)
+    finally:
+        await engine.dispose()
+
+
+@cli.command()
+def migrate() -> None:
+    """Create the database if missing, enable PostGIS, run `alembic upgrade heads`."""
+    from app.services import database
+
+    run(database.migrate)
+    typer.echo("database migrated")
+
+
+@cli.command()
+def seed(
+    demo: Annotated[str | None, typer.Option(help="demo district to load, e.g. tiedong")] = None,
+    synthetic: Annotated[int | None, typer.Option(help="create N synthetic spaces")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="random seed for --synthetic")] = 0,
+) -> None:
+    """Load the demo district or synthetic load-test spaces."""
+    from app.db import raw_connection
+    from app.services import seed as seed_service
+
+    if (demo is None) == (synthetic is None):
+        raise typer.BadParameter("give exactly one of --demo NAME or --synthetic N")
+    if demo is not None:
+        results = run(lambda s: _in_session(s, lambda ses: seed_service.seed_demo(ses, name=demo)))
+        for r in results:
+            typer.echo(f"{r.operator_id}: {r.facilities} facilities, {r.spaces} spaces, "
+                       f"{r.sensors} sensors, {r.rules} rules")
+        return
+
+    async def body(settings: Settings) -> seed_service.SyntheticResult:
+        async with raw_connection(settings) as conn:
+            return await seed_service.seed_synthetic(
+                conn, n=synthetic or 0, seed=seed, progress=lambda m: typer.echo(m, err=True))
+
+    result = run(body)
+    typer.echo(f"{result.spaces} spaces in {result.facilities} facilities, {result.seconds:.1f} s")
+
+
+@cli.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    operator: Annotated[str, typer.Option(help="operator id the inventory belongs to")],
+) -> None:
+    """Load an inventory file (GeoJSON FeatureCollection), validated, all or nothing."""
+    from app.services import inventory
+
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        typer.echo(f"error: invalid_input: {file} is not JSON: {exc}", err=True)
+        raise typer.Exit(2) from None
+    result = run(lambda s: _in_session(
+        s, lambda ses: inventory.import_inventory(ses, operator_id=operator, doc=doc)))
+    typer.echo(f"{result.operator_id}: {result.facilities} facilities, {result.spaces} spaces, "
+               f"{result.sensors} sensors, {result.rules} rules")
+
+
+@keys_cli.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="driver, operator, enforcement or admin")],
+    operator: Annotated[str | None, typer.Option(help="operator id (operator keys)")] = None,
+    name: Annotated[str | None, typer.Option(help="a label for the key")] = None,
+) -> None:
+    """Print a new API key (shown once; only its hash is stored)."""
+    from app.services import keys
+
+    async def body(session: Any) -> str:
+        plain, _ = await keys.create_key(session, role=role, operator_id=operator, name=name)
+        return plain
+
+    typer.echo(run(lambda s: _in_session(s, body)))
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    workers: Annotated[int, typer.Option(min=1)] = 1,
+) -> None:
+    """Serve the HTTP API with uvicorn."""
+    import uvicorn
+
+    uvicorn.run("app.api.main:app_factory", factory=True, host=host, port=port,
+                workers=workers, log_level="info", access_log=False)
+
+
+@cli.command()
+def demo(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+) -> None:
+    """Migrate, seed the demo district, start API, ingest and simulator; print the URLs."""
+    from app.demo.runner import run_demo
+
+    sys.exit(run_demo(host=host, port=port))
+
+
+def _register_plugins() -> None:
+    for ep in entry_points(group="citypark.commands"):
+        target = ep.load()
+        if isinstance(target, typer.Typer):
+            cli.add_typer(target, name=ep.name)
+        else:
+            cli.command(ep.name)(target)
+
+
+def main() -> None:
+    _register_plugins()
+    cli()

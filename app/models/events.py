@@ -1,0 +1,75 @@
+"""Event history (partitioned by month) and rejected input."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    Identity,
+    Integer,
+    PrimaryKeyConstraint,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base
+
+
+class OccupancyEvent(Base):
+    """Every distinct occupancy event; ``(sensor_id, observed_at, seq)`` identifies one."""
+
+    __tablename__ = "occupancy_events"
+    __table_args__ = (
+        PrimaryKeyConstraint("id", "observed_at"),
+        UniqueConstraint(
+            "sensor_id", "observed_at", "seq", name="uq_occupancy_events_identity",
+            postgresql_nulls_not_distinct=True,
+        ),
+        {"postgresql_partition_by": "RANGE (observed_at)"},
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity())
+    sensor_id: Mapped[str] = mapped_column(Text)
+    observed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    space_id: Mapped[str] = mapped_column(Text, index=True)
+    occupied: Mapped[bool] = mapped_column(Boolean)
+    battery_v: Mapped[float | None] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(Text, server_default="mqtt")
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class CountEvent(Base):
+    """Every distinct gate count; ``(facility_id, observed_at)`` identifies one."""
+
+    __tablename__ = "count_events"
+    __table_args__ = (
+        PrimaryKeyConstraint("facility_id", "observed_at"),
+        {"postgresql_partition_by": "RANGE (observed_at)"},
+    )
+
+    facility_id: Mapped[str] = mapped_column(Text)
+    observed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    free: Mapped[int] = mapped_column(Integer)
+    total: Mapped[int | None] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(Text, server_default="mqtt")
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class RejectedMessage(Base):
+    __tablename__ = "rejected_messages"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    topic: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(Text)  # truncated
+    reason: Mapped[str] = mapped_column(Text, index=True)
+    source: Mapped[str] = mapped_column(Text, server_default="mqtt")
+    received_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )

@@ -1,0 +1,1 @@
+"""Domain services: small module-level functions; transactions belong to the caller."""
