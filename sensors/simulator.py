@@ -1,0 +1,260 @@
+"""``citypark simulate``: a living district over MQTT.
+
+Each sensor-equipped space alternates between free and occupied. Demand follows the local
+clock (morning and evening peaks over a daytime base); stays are log-normal with a median by
+facility kind; on time-limited spaces most drivers leave in time and some overstay; a few cars
+stop on no-parking spaces. Counted facilities report gate counts. The rest of the ``--rate``
+budget goes to heartbeats and periodic state re-reports, as real sensors send them. A small
+share of messages is duplicated, reordered or malformed, as real networks and devices do.
+
+Timestamps are the wall clock; ``--speed`` compresses stays and gaps (the demo's map moves
+faster), never the clock, so observed_at is always real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import math
+import random
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from app.settings import Settings
+from sensors import codecs
+from sensors.mqtt import connect_async, make_client
+
+STAY_MEDIAN_MIN = {"curb": 35.0, "lot": 80.0, "garage": 120.0}
+OVERSTAY_SHARE = 0.12
+NO_PARKING_DEMAND = 0.04
+DUPLICATE_SHARE, REORDER_SHARE, MALFORMED_SHARE = 0.01, 0.01, 0.003
+COUNT_EVERY_S = 15.0
+TICK_S = 0.1
+
+DISTRICT_SQL = """
+SELECT se.id AS sensor_id, se.operator_id, se.space_id, f.kind,
+       sp.no_parking OR EXISTS (
+           SELECT 1 FROM parking_rules r WHERE r.kind = 'no_parking'
+             AND (r.space_id = sp.id OR r.facility_id = f.id)) AS no_parking,
+       (SELECT min(r.max_stay_minutes) FROM parking_rules r WHERE r.kind = 'time_limit'
+          AND (r.space_id = sp.id OR r.facility_id = f.id)) AS max_stay
+FROM sensors se JOIN spaces sp ON sp.id = se.space_id JOIN facilities f ON f.id = sp.facility_id
+ORDER BY se.id
+"""
+GATES_SQL = "SELECT id, operator_id, capacity FROM facilities WHERE counted ORDER BY id"
+
+
+@dataclass
+class Spot:
+    sensor_id: str
+    operator_id: str
+    kind: str
+    no_parking: bool
+    max_stay: int | None
+    occupied: bool = False
+    seq: int = 0
+    battery_v: float = 3.6
+
+
+@dataclass
+class Gate:
+    facility_id: str
+    operator_id: str
+    capacity: int
+    free: int = 0
+
+
+def demand(local: datetime) -> float:
+    """Share of spaces wanted at this local time: night base, morning and evening peaks."""
+    h = local.hour + local.minute / 60
+    peak = 0.45 * math.exp(-((h - 9.0) ** 2) / 2.0) + 0.40 * math.exp(-((h - 18.5) ** 2) / 3.0)
+    day = 0.30 if 7 <= h <= 21 else 0.12
+    return min(0.95, day + peak)
+
+
+@dataclass
+class Simulation:
+    """The district's state and its next transitions (a heap of due times in sim seconds)."""
+
+    spots: list[Spot]
+    gates: list[Gate]
+    rng: random.Random
+    root: str
+    speed: float = 1.0
+    heap: list[tuple[float, int]] = field(default_factory=list)
+    sim_s: float = 0.0
+    _filler: int = 0
+
+    def stay_min(self, spot: Spot) -> float:
+        if spot.no_parking:
+            return self.rng.uniform(5, 25)
+        stay = self.rng.lognormvariate(math.log(STAY_MEDIAN_MIN[spot.kind]), 0.7)
+        if spot.max_stay:
+            if self.rng.random() < OVERSTAY_SHARE:
+                return spot.max_stay * self.rng.uniform(1.1, 2.5)
+            return min(stay, spot.max_stay * self.rng.uniform(0.5, 0.97))
+        return stay
+
+    def gap_min(self, spot: Spot, now: datetime) -> float:
+        """Time until the next car takes a free space, so that occupancy tends to ``demand``."""
+        p = NO_PARKING_DEMAND if spot.no_parking else demand(now.astimezone(codecs.LOCAL))
+        mean = STAY_MEDIAN_MIN[spot.kind] * (1 - p) / p
+        return self.rng.expovariate(1 / mean)
+
+    def schedule(self, i: int, minutes: float) -> None:
+        heapq.heappush(self.heap, (self.sim_s + minutes * 60, i))
+
+    def start(self, now: datetime) -> list[tuple[str, bytes]]:
+        """Initial states (occupied ones backdated to their arrival) and first counts."""
+        out = []
+        p_now = demand(now.astimezone(codecs.LOCAL))
+        for i, spot in enumerate(self.spots):
+            spot.battery_v = self.rng.uniform(3.0, 3.7)
+            spot.occupied = self.rng.random() < (NO_PARKING_DEMAND if spot.no_parking else p_now)
+            stay = self.stay_min(spot)
+            elapsed = self.rng.uniform(0, stay) if spot.occupied else 0.0
+            self.schedule(i, (stay - elapsed) if spot.occupied else self.gap_min(spot, now))
+            at = now - timedelta(minutes=elapsed / self.speed)
+            out.append(self._occupancy(spot, at))
+        for gate in self.gates:
+            gate.free = round(gate.capacity * (1 - p_now) * self.rng.uniform(0.8, 1.0))
+        return out
+
+    def advance(self, now: datetime, dt_s: float) -> list[tuple[str, bytes]]:
+        """Transitions due in the next ``dt_s`` real seconds."""
+        self.sim_s += dt_s * self.speed
+        out = []
+        while self.heap and self.heap[0][0] <= self.sim_s:
+            _, i = heapq.heappop(self.heap)
+            spot = self.spots[i]
+            spot.occupied = not spot.occupied
+            self.schedule(i, self.stay_min(spot) if spot.occupied else self.gap_min(spot, now))
+            out.append(self._occupancy(spot, now))
+        return out
+
+    def counts(self, now: datetime) -> list[tuple[str, bytes]]:
+        out = []
+        target = 1 - demand(now.astimezone(codecs.LOCAL))
+        for g in self.gates:
+            drift = (target * g.capacity - g.free) * 0.1 + self.rng.gauss(0, g.capacity * 0.01)
+            g.free = max(0, min(g.capacity, round(g.free + drift)))
+            out.append((codecs.count_topic(self.root, g.operator_id, g.facility_id),
+                        codecs.count(g.free, now, g.capacity)))
+        return out
+
+    def fillers(self, now: datetime, n: int) -> list[tuple[str, bytes]]:
+        """Heartbeats and state re-reports, round-robin over the sensors."""
+        out = []
+        for _ in range(min(n, len(self.spots))):
+            spot = self.spots[self._filler % len(self.spots)]
+            self._filler += 1
+            spot.battery_v = max(2.5, spot.battery_v - 0.00001)
+            if self.rng.random() < 0.6:
+                out.append((codecs.sensor_topic(self.root, spot.operator_id, spot.sensor_id, "heartbeat"),
+                            codecs.heartbeat(now, spot.battery_v, self.rng.uniform(-115, -70))))
+            else:
+                out.append(self._occupancy(spot, now))
+        return out
+
+    def _occupancy(self, spot: Spot, at: datetime) -> tuple[str, bytes]:
+        spot.seq += 1
+        return (codecs.sensor_topic(self.root, spot.operator_id, spot.sensor_id),
+                codecs.occupancy(spot.occupied, at, spot.seq, spot.battery_v))
+
+
+def imperfect(messages: list[tuple[str, bytes]], rng: random.Random, root: str) -> list[tuple[str, bytes]]:
+    """Duplicate, reorder (swap with the next) and corrupt a small share of messages."""
+    out: list[tuple[str, bytes]] = []
+    for msg in messages:
+        r = rng.random()
+        if r < MALFORMED_SHARE:
+            topic, payload = msg
+            out.append(rng.choice([(topic, payload[: len(payload) // 2]),
+                                   (topic, payload.replace(b"true", b'"yes"').replace(b"false", b"0")),
+                                   (f"{root}/tiedong-city/sensors/unknown-{rng.randrange(999)}/occupancy",
+                                    payload)]))
+            continue
+        out.append(msg)
+        if r < MALFORMED_SHARE + DUPLICATE_SHARE:
+            out.append(msg)
+        elif r < MALFORMED_SHARE + DUPLICATE_SHARE + REORDER_SHARE and len(out) >= 2:
+            out[-1], out[-2] = out[-2], out[-1]
+    return out
+
+
+async def load_district(settings: Settings, rng: random.Random, speed: float) -> Simulation:
+    conn = await asyncpg.connect(settings.asyncpg_dsn)
+    try:
+        spots = [Spot(r["sensor_id"], r["operator_id"], r["kind"], r["no_parking"], r["max_stay"])
+                 for r in await conn.fetch(DISTRICT_SQL)]
+        gates = [Gate(r["id"], r["operator_id"], r["capacity"]) for r in await conn.fetch(GATES_SQL)]
+    finally:
+        await conn.close()
+    return Simulation(spots, gates, rng, settings.mqtt_topic_root, speed)
+
+
+def run_simulator(settings: Settings, *, rate: float, duration: float, seed: int | None = None,
+                  speed: float = 1.0, dry_run: bool = False) -> int:
+    """Publish (or print, with ``dry_run``) for ``duration`` seconds (0 = until interrupted)."""
+    rng = random.Random(seed)
+    sim = asyncio.run(load_district(settings, rng, speed))
+    send, close = _printer() if dry_run else _publisher(settings)
+    try:
+        return _loop(sim, send, rate=rate, duration=duration)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        close()
+
+
+def _loop(sim: Simulation, send: Callable[[str, bytes], None], *, rate: float, duration: float) -> int:
+    started = time.monotonic()
+    backlog = deque(sim.start(datetime.now(UTC)))
+    sent, budget, next_count = 0, 0.0, started
+    while not duration or time.monotonic() - started < duration:
+        tick = time.monotonic()
+        now = datetime.now(UTC)
+        budget += rate * TICK_S
+        backlog.extend(sim.advance(now, TICK_S))
+        if tick >= next_count:
+            backlog.extendleft(sim.counts(now))
+            next_count = tick + COUNT_EVERY_S
+        n = min(len(backlog), max(int(budget), 200))
+        batch = [backlog.popleft() for _ in range(n)]
+        batch += sim.fillers(now, int(budget) - n)
+        for topic, payload in imperfect(batch, sim.rng, sim.root):
+            send(topic, payload)
+        sent += len(batch)
+        budget -= len(batch)
+        budget = max(budget, -rate)  # a burst (the initial snapshot) is not paid back forever
+        time.sleep(max(0.0, TICK_S - (time.monotonic() - tick)))  # pacing to the wall clock
+    return sent
+
+
+def _printer() -> tuple[Callable[[str, bytes], None], Callable[[], None]]:
+    def send(topic: str, payload: bytes) -> None:
+        sys.stdout.write(f"{topic}\t{payload.decode('utf-8', 'replace')}\n")
+
+    return send, sys.stdout.flush
+
+
+def _publisher(settings: Settings) -> tuple[Callable[[str, bytes], None], Callable[[], None]]:
+    client = make_client(settings, client_id=f"citypark-simulator-{random.randrange(16**6):06x}")
+    client.max_queued_messages_set(100_000)  # bounded while the broker is away
+    connect_async(client, settings, persistent=False)
+    client.loop_start()
+
+    def send(topic: str, payload: bytes) -> None:
+        client.publish(topic, payload, qos=1)
+
+    def close() -> None:
+        client.disconnect()
+        client.loop_stop()
+
+    return send, close

@@ -1,0 +1,67 @@
+"""PostgreSQL stops and starts mid-stream: the worker keeps the MQTT session, acknowledges
+nothing it has not committed, retries with backoff and resumes without loss."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import create_engine
+from app.services import database
+from app.services import seed as seed_service
+from tests.conftest import make_settings, poll
+from tests.ingest.harness import (
+    PrivatePostgres,
+    Publisher,
+    assert_history_and_state,
+    count_rows,
+    make_truth,
+    sensors_of,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def private_pg() -> Iterator[PrivatePostgres]:
+    pg = PrivatePostgres()
+    pg.start()
+    yield pg
+    pg.remove()
+
+
+async def test_database_stop_and_start_mid_stream(private_pg: PrivatePostgres, broker: Any,
+                                                  ingest_factory: Any) -> None:
+    settings = make_settings("citypark_outage", database_url=private_pg.dsn("citypark_outage"))
+    await database.migrate(settings)
+    engine = create_engine(settings, pool_size=1)
+    async with AsyncSession(engine) as session, session.begin():
+        await seed_service.seed_demo(session, name="tiedong")
+    await engine.dispose()
+
+    ingest = ingest_factory(settings, broker.url)
+    await poll(ingest.subscribed, timeout=20)
+    truth = make_truth(settings, await sensors_of(settings, 200), 15, seed=5)
+    third = len(truth.messages) // 3
+    publisher = Publisher(broker.url)
+    publisher.publish(truth.messages[:third])
+    await poll(lambda: count_rows(settings, "SELECT count(*) FROM occupancy_events"), timeout=20)
+    private_pg.stop()
+    publisher.publish(truth.messages[third:])  # arrives while the database is down
+    await poll(lambda: ingest.log().count("could not ") >= 4, timeout=20)  # a few backoff rounds
+    assert ingest.alive()
+    private_pg.start()
+    await poll(lambda: _all_there(settings, len(truth.events)), timeout=40)
+    publisher.close()
+    await assert_history_and_state(settings, truth)
+    assert ingest.alive()
+
+
+async def _all_there(settings: Any, n: int) -> bool:
+    try:
+        return await count_rows(settings, "SELECT count(*) FROM occupancy_events") >= n
+    except OSError:
+        return False
