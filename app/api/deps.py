@@ -17,7 +17,7 @@ from app.settings import Settings
 bearer = HTTPBearer(auto_error=False, description="An API key made with `citypark keys create`")
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:  # async: a sync dependency costs a thread hop
     settings: Settings = request.app.state.settings
     return settings
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.api import errors as api_errors
-from app.api import routes
+from app.api import limits, openapi, routes
 from app.db import create_engine, create_sessionmaker
 from app.settings import Settings, get_settings
 
@@ -57,11 +57,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.startup_hooks = []
     app.state.shutdown_hooks = []
+    limits.install(app, settings)  # before CORS, so that 413/429 answers carry CORS headers
     app.add_middleware(
         CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
         allow_headers=["Authorization", "Content-Type"],
     )
     api_errors.install(app)
+    openapi.install(app)
     for module in discover_route_modules():
         app.include_router(module.router)
         if hasattr(module, "setup"):

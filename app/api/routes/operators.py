@@ -1,0 +1,140 @@
+"""Operator endpoints: occupancy and gate-count pushes, inventory upload.
+
+Pushes take the MQTT payload as the body and go through the ingest's own validation and
+batch writer (``app/services/occupancy.py``), so HTTP and MQTT keep the same rules. A push
+that the validation rejects is stored in ``rejected_messages`` (source ``http``) and answered
+with its 4xx: ``404`` unknown sensor/facility, ``403`` another operator's, ``422`` otherwise.
+The body is read raw (not parsed by FastAPI) so that a malformed one is recorded too.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from app.api.deps import SessionDep, SettingsDep, require_operator_of, require_roles
+from app.api.errors import error_response, status_for
+from app.api.facility_cache import invalidate
+from app.api.geojson import FEATURE_COLLECTION_SCHEMA
+from app.errors import DomainError, Forbidden, InvalidInput
+from app.services import inventory as inventory_service
+from app.services import occupancy as occupancy_service
+from app.services.keys import Principal
+
+router = APIRouter(prefix="/v1/operators/{operator_id}", tags=["operators"])
+
+OperatorKey = Annotated[Principal, Depends(require_roles("operator"))]
+Id = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+
+
+class OccupancyIn(BaseModel):
+    """The MQTT occupancy payload (CONTRACT.md)."""
+
+    occupied: bool
+    observed_at: datetime = Field(description="RFC 3339 with an offset")
+    seq: int | None = Field(default=None, ge=0, description="increasing per sensor")
+    battery_v: float | None = None
+
+
+class CountIn(BaseModel):
+    """The MQTT gate-count payload (CONTRACT.md)."""
+
+    free: int = Field(ge=0)
+    observed_at: datetime = Field(description="RFC 3339 with an offset")
+    total: int | None = Field(default=None, ge=0)
+
+
+class PushAccepted(BaseModel):
+    accepted: Literal[True] = True
+    kind: Literal["occupancy", "count"]
+    id: str = Field(description="the sensor or facility id")
+    observed_at: datetime
+
+
+class InventoryResult(BaseModel):
+    operator_id: str
+    facilities: int
+    spaces: int
+    sensors: int
+    rules: int
+
+
+def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
+@router.post(
+    "/sensors/{sensor_id}/occupancy", status_code=202, response_model=PushAccepted,
+    summary="Push a sensor's occupancy (same body and rules as MQTT)", openapi_extra=_body_doc(OccupancyIn),
+)
+async def push_occupancy(
+    operator_id: Id, sensor_id: Id, request: Request, principal: OperatorKey,
+    session: SessionDep, settings: SettingsDep,
+) -> Any:
+    require_operator_of(operator_id, principal)
+    body = await request.body()
+    try:
+        event = await occupancy_service.push_occupancy(
+            session, settings=settings, operator_id=operator_id, sensor_id=sensor_id, body=body)
+    except DomainError as exc:
+        return await _rejected(session, settings, f"{operator_id}/sensors/{sensor_id}/occupancy", body, exc)
+    invalidate(request.app)
+    return PushAccepted(kind="occupancy", id=sensor_id, observed_at=event.observed_at)
+
+
+@router.post(
+    "/facilities/{facility_id}/count", status_code=202, response_model=PushAccepted,
+    summary="Push a gate-counted facility's free count (same body and rules as MQTT)",
+    openapi_extra=_body_doc(CountIn),
+)
+async def push_count(
+    operator_id: Id, facility_id: Id, request: Request, principal: OperatorKey,
+    session: SessionDep, settings: SettingsDep,
+) -> Any:
+    require_operator_of(operator_id, principal)
+    body = await request.body()
+    try:
+        event = await occupancy_service.push_count(
+            session, settings=settings, operator_id=operator_id, facility_id=facility_id, body=body)
+    except DomainError as exc:
+        return await _rejected(session, settings, f"{operator_id}/facilities/{facility_id}/count", body, exc)
+    invalidate(request.app)
+    return PushAccepted(kind="count", id=facility_id, observed_at=event.observed_at)
+
+
+async def _rejected(session: Any, settings: Any, topic_tail: str, body: bytes, exc: DomainError) -> JSONResponse:
+    """Store the rejection (committed with the request) and answer with its 4xx."""
+    reason = "wrong_operator" if isinstance(exc, Forbidden) else exc.kind
+    await occupancy_service.record_rejection(session, occupancy_service.Rejection(
+        topic=f"{settings.mqtt_topic_root}/{topic_tail}", payload=body,
+        reason=f"{reason}: {exc.detail}", source="http"))
+    return error_response(status_for(exc), exc.kind, exc.detail)
+
+
+@router.put(
+    "/inventory", response_model=InventoryResult,
+    summary="Upsert facilities, spaces and sensors from a GeoJSON FeatureCollection (all or nothing)",
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/geo+json": {"schema": FEATURE_COLLECTION_SCHEMA},
+        "application/json": {"schema": FEATURE_COLLECTION_SCHEMA}}}},
+)
+async def put_inventory(
+    operator_id: Id, request: Request, principal: OperatorKey, session: SessionDep,
+) -> InventoryResult:
+    require_operator_of(operator_id, principal)
+    doc = _json_body(await request.body())
+    result = await inventory_service.import_inventory(session, operator_id=operator_id, doc=doc)
+    invalidate(request.app)
+    return InventoryResult(**result.__dict__)
+
+
+def _json_body(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"body is not JSON: {exc}") from None
