@@ -1,0 +1,214 @@
+"""Enforcement views (role ``enforcement``; admin too): violations, hotspots, patrol, CSV export."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
+
+import orjson
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel
+
+from app.api import geojson
+from app.api.deps import SessionDep, SettingsDep, require_roles
+from app.api.openapi import ERROR_RESPONSES
+from app.errors import InvalidInput
+from app.services import hotspots as hotspots_service
+from app.services import patrol as patrol_service
+from app.services import violations as violations_service
+from app.services.keys import Principal
+
+router = APIRouter(prefix="/v1/enforcement", tags=["enforcement"])
+
+Officer = Annotated[Principal, Depends(require_roles("enforcement"))]
+Kind = Literal["overstay", "no_parking"]
+MAX_LIMIT = 5000
+MAX_PERIOD = timedelta(days=400)
+CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
+CSV_CONTENT = {"text/csv": {"schema": {"type": "string"}}}
+
+Since = Annotated[datetime | None, Query(description="RFC 3339; a time without offset is local time")]
+Until = Annotated[datetime | None, Query(description="RFC 3339, exclusive; default now")]
+Bbox = Annotated[str | None, Query(description="minlon,minlat,maxlon,maxlat", examples=["122.97,41.10,123.02,41.13"])]
+
+
+class ViolationOut(BaseModel):
+    id: int
+    space_id: str
+    facility_id: str
+    facility_name: str | None
+    operator_id: str | None
+    kind: str
+    rule_id: int | None
+    limit_minutes: int | None
+    stay_since: datetime
+    started_at: datetime
+    ended_at: datetime | None
+    duration_minutes: float
+    lat: float
+    lon: float
+
+
+class StopOut(BaseModel):
+    order: int
+    id: int
+    space_id: str
+    facility_id: str
+    kind: str
+    rule_id: int | None
+    limit_minutes: int | None
+    started_at: datetime
+    duration_minutes: float
+    lat: float
+    lon: float
+    leg_m: float
+    cumulative_m: float
+
+
+class PatrolOut(BaseModel):
+    start: dict[str, float]
+    count: int
+    stops: list[StopOut]
+    total_distance_m: float
+
+
+class FeatureCollectionOut(BaseModel):
+    type: Literal["FeatureCollection"]
+    features: list[dict[str, Any]]
+    properties: dict[str, Any] = {}
+
+
+def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
+    """``minlon,minlat,maxlon,maxlat`` → floats, checked; None stays None."""
+    if text is None:
+        return None
+    try:
+        minx, miny, maxx, maxy = (float(part) for part in text.split(","))
+    except ValueError:
+        raise InvalidInput("bbox: give minlon,minlat,maxlon,maxlat") from None
+    if not (-180 <= minx < maxx <= 180 and -90 <= miny < maxy <= 90):
+        raise InvalidInput("bbox: need -180 <= minlon < maxlon <= 180 and -90 <= minlat < maxlat <= 90")
+    return minx, miny, maxx, maxy
+
+
+def _aware(value: datetime | None, tz: str) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=ZoneInfo(tz))
+
+
+def _query(
+    *, active: bool | None, since: datetime | None, until: datetime | None, bbox: str | None,
+    kind: str | None, tz: str,
+) -> violations_service.Query:
+    since, until = _aware(since, tz), _aware(until, tz)
+    if since is not None and until is not None and since >= until:
+        raise InvalidInput("since must be before until")
+    if active is None and since is None and until is None:
+        active = True  # by default, what an officer can still find in the street
+    return violations_service.Query(active=active, since=since, until=until, bbox=parse_bbox(bbox), kind=kind)
+
+
+@router.get(
+    "/violations", response_model=list[ViolationOut], summary="Violations: active or in a period",
+    responses={200: {"content": {**geojson.geojson_content(), **CSV_CONTENT}}, **ERROR_RESPONSES},
+)
+async def list_violations(
+    session: SessionDep, settings: SettingsDep, _: Officer,
+    active: Annotated[bool | None, Query(description="true: still going on; default true without a period")] = None,
+    since: Since = None, until: Until = None, bbox: Bbox = None, kind: Kind | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 500,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    format: Annotated[Literal["json", "geojson", "csv"], Query(description="csv: the office export")] = "json",
+) -> Response:
+    query = _query(active=active, since=since, until=until, bbox=bbox, kind=kind, tz=settings.timezone)
+    now = datetime.now(UTC)
+    if format == "csv":
+        return await _csv(session, query, now)
+    rows = await violations_service.list_violations(session, query=query, now=now, limit=limit, offset=offset)
+    if format == "geojson":
+        return geojson.GeoJSONResponse(geojson.feature_collection(rows))
+    return Response(orjson.dumps(rows), media_type="application/json")
+
+
+@router.get(
+    "/violations.csv", response_class=Response, summary="CSV export of violations for the office",
+    responses={200: {"content": CSV_CONTENT}, **ERROR_RESPONSES},
+)
+async def export_violations(
+    session: SessionDep, settings: SettingsDep, _: Officer,
+    active: bool | None = None, since: Since = None, until: Until = None, bbox: Bbox = None,
+    kind: Kind | None = None,
+) -> Response:
+    query = _query(active=active, since=since, until=until, bbox=bbox, kind=kind, tz=settings.timezone)
+    return await _csv(session, query, datetime.now(UTC))
+
+
+async def _csv(session: Any, query: violations_service.Query, now: datetime) -> Response:
+    rows = await violations_service.list_violations(session, query=query, now=now, limit=None)
+    stamp = now.strftime("%Y%m%dT%H%MZ")
+    return StreamingResponse(
+        _csv_lines(rows), media_type=CSV_MEDIA_TYPE,
+        headers={"Content-Disposition": f'attachment; filename="violations-{stamp}.csv"'})
+
+
+def _csv_lines(rows: list[dict[str, Any]]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=violations_service.CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for start in range(0, max(len(rows), 1), 1000):
+        writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows[start:start + 1000])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+
+
+def _cell(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+@router.get(
+    "/hotspots", response_model=FeatureCollectionOut, summary="Violation hotspots on a metric grid",
+    responses={200: {"content": geojson.geojson_content()}, **ERROR_RESPONSES},
+)
+async def hotspots(
+    session: SessionDep, settings: SettingsDep, _: Officer,
+    since: Annotated[datetime | None, Query(description="default: 24 h before until")] = None,
+    until: Until = None,
+    cell_m: Annotated[float, Query(ge=10, le=10_000, description="cell side in metres")] = 200,
+    by: Annotated[Literal["hour"] | None, Query(description="hour: add each cell's time-of-day profile")] = None,
+    bbox: Bbox = None, kind: Kind | None = None,
+) -> Response:
+    now = datetime.now(UTC)
+    until = _aware(until, settings.timezone) or now
+    since = _aware(since, settings.timezone) or until - timedelta(hours=24)
+    if until - since > MAX_PERIOD:
+        raise InvalidInput(f"the period may be at most {MAX_PERIOD.days} days")
+    query = _query(active=None, since=since, until=until, bbox=bbox, kind=kind, tz=settings.timezone)
+    collection = await hotspots_service.hotspots(
+        session, query=query, cell_m=cell_m, now=now, tz=settings.timezone, by_hour=by == "hour")
+    return geojson.GeoJSONResponse(collection)
+
+
+@router.get(
+    "/patrol", response_model=PatrolOut, summary="Active violations as a walking route from a point",
+    responses={200: {"content": geojson.geojson_content()}, **ERROR_RESPONSES},
+)
+async def patrol(
+    session: SessionDep, _: Officer,
+    lat: Annotated[float, Query(ge=-90, le=90, description="the officer's WGS84 latitude")],
+    lon: Annotated[float, Query(ge=-180, le=180, description="the officer's WGS84 longitude")],
+    limit: Annotated[int, Query(ge=1, le=200, description="at most this many nearest violations")] = 20,
+    format: Annotated[geojson.Format, Query(description="geojson: the stops as Points")] = "json",
+) -> Response:
+    route = await patrol_service.patrol(session, lat=lat, lon=lon, limit=limit, now=datetime.now(UTC))
+    if format == "geojson":
+        collection = geojson.feature_collection(route["stops"])
+        collection["properties"] = {"total_distance_m": route["total_distance_m"], "start": route["start"]}
+        return geojson.GeoJSONResponse(collection)
+    return Response(orjson.dumps(route), media_type="application/json")
