@@ -10,6 +10,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     Identity,
+    Index,
     Integer,
     PrimaryKeyConstraint,
     Text,
@@ -31,6 +32,8 @@ class OccupancyEvent(Base):
             "sensor_id", "observed_at", "seq", name="uq_occupancy_events_identity",
             postgresql_nulls_not_distinct=True,
         ),
+        # A space's history in time order: facility history, stays, exposure, late events.
+        Index("ix_occupancy_events_space_time", "space_id", "observed_at"),
         {"postgresql_partition_by": "RANGE (observed_at)"},
     )
 
@@ -38,7 +41,7 @@ class OccupancyEvent(Base):
     sensor_id: Mapped[str] = mapped_column(Text)
     observed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     seq: Mapped[int | None] = mapped_column(BigInteger)
-    space_id: Mapped[str] = mapped_column(Text, index=True)
+    space_id: Mapped[str] = mapped_column(Text)
     occupied: Mapped[bool] = mapped_column(Boolean)
     battery_v: Mapped[float | None] = mapped_column(Float)
     source: Mapped[str] = mapped_column(Text, server_default="mqtt")

@@ -1,0 +1,167 @@
+"""Driver assignments: request a held space, follow it, report position, cancel.
+
+A driver key sees only its own assignments (404 for others'). ``GET …/events`` is a
+Server-Sent Events stream: one event with the current state, then one per change (a
+re-assignment, arrival, expiry or cancellation) until the assignment ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field, model_validator
+
+from app.api.deps import SessionDep, SettingsDep, require_roles
+from app.api.openapi import ERROR_RESPONSES
+from app.errors import Conflict
+from app.services import matching as service
+from app.services import matching_reassign, matching_runtime
+from app.services.keys import Principal
+
+router = APIRouter(prefix="/v1/assignments", tags=["matching"])
+DriverKey = Annotated[Principal, Depends(require_roles("driver"))]
+Status = Literal["held", "reassigned", "arrived", "expired", "cancelled"]
+KEEPALIVE_S = 15.0
+
+
+def setup(app: FastAPI) -> None:
+    app.state.startup_hooks.append(matching_runtime.start)
+    app.state.shutdown_hooks.append(matching_runtime.stop)
+
+
+class AssignmentIn(BaseModel):
+    lat: float = Field(ge=-90, le=90, description="driver position, WGS84")
+    lon: float = Field(ge=-180, le=180)
+    dest_lat: float | None = Field(None, ge=-90, le=90, description="destination (walking cost)")
+    dest_lon: float | None = Field(None, ge=-180, le=180)
+    accessible: bool = False
+    ev: bool = False
+    radius_m: float | None = Field(None, gt=0, description="search radius; default and maximum from settings")
+    stay_minutes: float | None = Field(None, gt=0, le=10080, description="intended stay")
+
+    @model_validator(mode="after")
+    def _destination_whole(self) -> AssignmentIn:
+        if (self.dest_lat is None) != (self.dest_lon is None):
+            raise ValueError("give both dest_lat and dest_lon, or neither")
+        return self
+
+
+class PositionIn(BaseModel):
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+
+
+class AssignmentCreated(BaseModel):
+    id: uuid.UUID
+    space_id: str | None = Field(description="null for a place held in a gate-counted lot")
+    facility_id: str
+    lat: float
+    lon: float
+    distance_m: float
+    status: Status
+    expires_at: datetime
+
+
+class AssignmentOut(AssignmentCreated):
+    updated_at: datetime
+    previous_space_ids: list[str] = Field(description="spaces lost to someone else, oldest first")
+
+
+NO_SPACE: dict[int | str, dict[str, Any]] = {
+    409: {"description": "`no_free_space`: nothing fits within the radius"}}
+
+
+@router.post("", status_code=201, response_model=AssignmentCreated, summary="Hold the best free space",
+             responses={**ERROR_RESPONSES, **NO_SPACE})
+async def create_assignment(body: AssignmentIn, request: Request, session: SessionDep,
+                            settings: SettingsDep, principal: DriverKey) -> dict[str, Any]:
+    query = service.AssignmentRequest(
+        body.lat, body.lon, body.dest_lat, body.dest_lon, body.accessible, body.ev,
+        service.check_radius(body.radius_m, settings), body.stay_minutes)
+    runtime: matching_runtime.MatchingRuntime = request.app.state.matching
+    excluded: set[str] = set()
+    for _ in range(3):  # options lost to other processes meanwhile: ask again without them
+        options = await runtime.batcher.propose(query, excluded, session)
+        if not options:
+            break
+        created = await service.place_hold(session, principal=principal, request=query,
+                                           options=options, settings=settings)
+        if created is not None:
+            runtime.held(created["space_id"], created["expires_at"])
+            return created
+        excluded |= {o.key for o in options}
+    raise service.no_free_space(query)
+
+
+@router.get("/{assignment_id}", response_model=AssignmentOut, summary="An assignment's current state",
+            responses={**ERROR_RESPONSES})
+async def get_assignment(assignment_id: uuid.UUID, session: SessionDep, principal: DriverKey) -> dict[str, Any]:
+    row = await service.owned(session, principal, assignment_id)
+    return service.view(await service.expire_if_due(session, row))
+
+
+@router.post("/{assignment_id}/cancel", response_model=AssignmentOut, summary="Release the hold",
+             responses={**ERROR_RESPONSES, 409: {"description": "the assignment has already ended"}})
+async def cancel_assignment(assignment_id: uuid.UUID, session: SessionDep, principal: DriverKey) -> dict[str, Any]:
+    row = await service.expire_if_due(session, await service.owned(session, principal, assignment_id))
+    if not await service.set_status(session, assignment_id, "cancelled"):
+        raise Conflict(f"assignment is already {row['status']}", kind="assignment_ended")
+    return service.view(await service.load(session, assignment_id))
+
+
+@router.post("/{assignment_id}/position", response_model=AssignmentOut, summary="Report the driver's position",
+             responses={**ERROR_RESPONSES})
+async def report_position(assignment_id: uuid.UUID, body: PositionIn, request: Request, session: SessionDep,
+                          settings: SettingsDep, principal: DriverKey) -> dict[str, Any]:
+    row = await service.expire_if_due(session, await service.owned(session, principal, assignment_id))
+    if row["status"] in service.TERMINAL:
+        return service.view(row)
+    await service.set_position(session, assignment_id, body.lat, body.lon)
+    near = service.within_arrival(row, body.lat, body.lon, settings)
+    if near and (row["space_id"] is None or row["target_occupied"]):
+        await service.set_status(session, assignment_id, "arrived")
+    elif row["target_occupied"]:  # taken by someone else: re-assign now, in this transaction
+        runtime: matching_runtime.MatchingRuntime = request.app.state.matching
+        await matching_reassign.handle_lost_holds(
+            session, settings=settings, eligibility=await runtime.eligibility.get(session),
+            space_ids=[row["space_id"]])
+    return service.view(await service.load(session, assignment_id))
+
+
+@router.get("/{assignment_id}/events", summary="Server-Sent Events of the assignment's state",
+            response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                       **ERROR_RESPONSES})
+async def assignment_events(assignment_id: uuid.UUID, request: Request, session: SessionDep,
+                            principal: DriverKey) -> StreamingResponse:
+    await service.owned(session, principal, assignment_id)
+    runtime: matching_runtime.MatchingRuntime = request.app.state.matching
+    return StreamingResponse(_stream(runtime, assignment_id), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _stream(runtime: matching_runtime.MatchingRuntime, assignment_id: uuid.UUID) -> AsyncIterator[bytes]:
+    with runtime.hub.subscribe(assignment_id) as wake:
+        last: tuple[Any, ...] | None = None
+        while True:
+            async with runtime.sessions() as session:
+                row = await service.load(session, assignment_id)
+            state = service.view(row)
+            key = (state["status"], state["space_id"], state["facility_id"])
+            if key != last:
+                last = key
+                yield b"event: " + state["status"].encode() + b"\ndata: " + orjson.dumps(state) + b"\n\n"
+            if state["status"] in service.TERMINAL:
+                return
+            wait = min(KEEPALIVE_S, max((row["hold_until"] - row["now"]).total_seconds(), 0.0) + 0.05)
+            try:
+                await asyncio.wait_for(wake.get(), timeout=wait)
+            except TimeoutError:
+                yield b": keep-alive\n\n"

@@ -1,0 +1,164 @@
+"""The SQL of matching: KNN candidates over free, unheld spaces, and holds.
+
+Candidates come from PostGIS KNN (``ORDER BY geom <-> point`` over the GiST index on
+``spaces.geom``, then ranked by true distance, see ``CANDIDATES``) filtered to spaces whose
+sensor reported *free* within ``stale`` seconds, that no active assignment holds, outside
+closed facilities and blocked spaces (``matching_eligibility``). (A space hold ends as
+``arrived`` only once its sensor reports it occupied, so no arrival needs excluding here.)
+Holds are rows of ``assignments``; the exclusion constraint makes a second active hold on a
+space fail, so ``INSERT … ON CONFLICT DO NOTHING`` returning no row means "taken, try the next".
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+ACTIVE_STATUSES = ("held", "reassigned")
+ACTIVE = "('held', 'reassigned')"
+
+_FREE_SPACE = f"""
+    st.occupied IS FALSE
+    AND coalesce(st.last_seen, st.observed_at) > now() - make_interval(secs => :stale)
+    AND NOT s.no_parking
+    AND s.facility_id <> ALL(CAST(:closed AS text[]))
+    AND s.id <> ALL(CAST(:blocked AS text[]))
+    AND NOT EXISTS (SELECT 1 FROM assignments a WHERE a.space_id = s.id
+                    AND a.status IN {ACTIVE} AND upper(a.hold) > now())
+"""
+
+# Per driver of the batch (LATERAL, one round trip for all), exact k nearest by true distance
+# using the GiST index on ``geom`` (degrees): phase 1 takes k free spaces by KNN in degrees
+# (``<->``); their farthest true distance bounds the k-th nearest, so phase 2 ranks, by true
+# distance, every free space within that bound — found through the same index with a degree
+# radius that covers it (``m_per_deg``: metres per degree of longitude, at least).
+_SPACE_FILTER = f"""{_FREE_SPACE}
+      AND (NOT r.acc OR s.accessible) AND (NOT r.ev OR s.ev)
+      AND s.id <> ALL(CAST(:exclude AS text[]))"""
+
+CANDIDATES = text(f"""
+SELECT r.n, c.id, c.facility_id, c.lat, c.lon, c.accessible, c.ev, c.distance_m
+FROM unnest(CAST(:lats AS float8[]), CAST(:lons AS float8[]), CAST(:acc AS bool[]),
+            CAST(:ev AS bool[]), CAST(:radius AS float8[]), CAST(:k AS int[]))
+     WITH ORDINALITY AS r(lat, lon, acc, ev, radius, k, n)
+CROSS JOIN LATERAL (
+    SELECT ST_SetSRID(ST_MakePoint(r.lon, r.lat), 4326) AS pt,
+           CAST(ST_SetSRID(ST_MakePoint(r.lon, r.lat), 4326) AS geography) AS g,
+           111195.08 * cos(radians(least(89.0, abs(r.lat) + 1.0))) AS m_per_deg
+) p
+CROSS JOIN LATERAL (
+    SELECT least(r.radius, max(ST_Distance(CAST(k.geom AS geography), p.g, false))) AS bound
+    FROM (SELECT s.geom FROM spaces s JOIN space_state st ON st.space_id = s.id
+          WHERE {_SPACE_FILTER} AND ST_DWithin(s.geom, p.pt, r.radius / p.m_per_deg)
+          ORDER BY s.geom <-> p.pt LIMIT r.k) k
+) b
+CROSS JOIN LATERAL (
+    SELECT s.id, s.facility_id, ST_Y(s.geom) AS lat, ST_X(s.geom) AS lon, s.accessible, s.ev,
+           ST_Distance(CAST(s.geom AS geography), p.g, false) AS distance_m
+    FROM spaces s JOIN space_state st ON st.space_id = s.id
+    WHERE {_SPACE_FILTER} AND ST_DWithin(s.geom, p.pt, coalesce(b.bound, r.radius) / p.m_per_deg)
+      AND ST_Distance(CAST(s.geom AS geography), p.g, false) <= coalesce(b.bound, r.radius)
+    ORDER BY distance_m, s.id
+    LIMIT r.k
+) c
+ORDER BY r.n, c.distance_m, c.id
+""")
+
+# Gate-counted facilities: free places = fresh count minus facility-level holds.
+COUNTED = text(f"""
+SELECT f.id, ST_Y(f.entrance) AS lat, ST_X(f.entrance) AS lon, c.free - coalesce(h.n, 0) AS places,
+       ST_Distance(f.entrance::geography, p.g, false) AS distance_m
+FROM (SELECT CAST(ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS geography) AS g) p,
+     facilities f JOIN facility_counts c ON c.facility_id = f.id
+     LEFT JOIN LATERAL (SELECT count(*) AS n FROM assignments a WHERE a.facility_id = f.id
+                        AND a.space_id IS NULL AND a.status IN {ACTIVE} AND upper(a.hold) > now()) h ON true
+WHERE f.counted AND f.id <> ALL(CAST(:closed AS text[]))
+  AND coalesce(c.last_seen, c.observed_at) > now() - make_interval(secs => :stale)
+  AND c.free - coalesce(h.n, 0) > 0
+  AND ST_DWithin(f.entrance::geography, p.g, :radius)
+ORDER BY f.entrance <-> ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)
+LIMIT :k
+""")
+
+_INSERT_COLUMNS = """(id, key_id, space_id, facility_id, status, hold, lat, lon, dest_lat, dest_lon,
+                      preferences, expires_at)"""
+_HOLD_VALUES = """:id, :key_id, {space}, :facility_id, 'held',
+    tstzrange(now(), now() + make_interval(secs => :hold_s)), :lat, :lon, :dest_lat, :dest_lon,
+    CAST(:preferences AS jsonb), now() + make_interval(secs => :hold_s)"""
+
+INSERT_SPACE_HOLD = text(f"""
+INSERT INTO assignments {_INSERT_COLUMNS}
+VALUES ({_HOLD_VALUES.format(space=':space_id')})
+ON CONFLICT DO NOTHING
+RETURNING id, expires_at
+""")
+
+# Serialised per facility by an advisory lock taken first (a separate statement, so this one's
+# snapshot sees holds committed while waiting for the lock).
+LOCK_FACILITY = text("SELECT pg_advisory_xact_lock(hashtext('citypark-facility-hold:' || :facility_id))")
+INSERT_FACILITY_HOLD = text(f"""
+INSERT INTO assignments {_INSERT_COLUMNS}
+SELECT {_HOLD_VALUES.format(space='NULL')}
+FROM facility_counts c
+WHERE c.facility_id = :facility_id
+  AND c.free > (SELECT count(*) FROM assignments a WHERE a.facility_id = :facility_id
+                AND a.space_id IS NULL AND a.status IN {ACTIVE} AND upper(a.hold) > now())
+RETURNING id, expires_at
+""")
+
+GET_ASSIGNMENT = text("""
+SELECT a.id, a.key_id, a.space_id, a.facility_id, a.status, a.lat, a.lon, a.dest_lat, a.dest_lon,
+       a.preferences, a.previous_space_ids, a.created_at, a.updated_at, a.expires_at,
+       upper(a.hold) AS hold_until, now() AS now,
+       coalesce(ST_Y(s.geom), ST_Y(f.entrance)) AS target_lat,
+       coalesce(ST_X(s.geom), ST_X(f.entrance)) AS target_lon,
+       st.occupied AS target_occupied, st.observed_at AS target_observed_at
+FROM assignments a
+JOIN facilities f ON f.id = a.facility_id
+LEFT JOIN spaces s ON s.id = a.space_id
+LEFT JOIN space_state st ON st.space_id = a.space_id
+WHERE a.id = :id
+""")
+
+SET_STATUS = text(f"""
+UPDATE assignments SET status = :status, updated_at = now(),
+       hold = CASE WHEN :status IN {ACTIVE} THEN hold
+                   ELSE tstzrange(lower(hold), greatest(lower(hold), least(upper(hold), now())))
+              END
+WHERE id = :id AND status IN {ACTIVE}
+RETURNING id
+""")
+
+SET_POSITION = text("UPDATE assignments SET lat = :lat, lon = :lon, updated_at = now() WHERE id = :id")
+
+MOVE_HOLD = text(f"""
+UPDATE assignments SET space_id = :space_id, facility_id = :facility_id, status = 'reassigned',
+       previous_space_ids = previous_space_ids || to_jsonb(CAST(:old AS text)), updated_at = now()
+WHERE id = :id AND status IN {ACTIVE} AND space_id = :old
+RETURNING id
+""")
+
+# Active holds whose space a sensor now reports occupied (only free spaces are held, so the
+# car came after the hold); locked so
+# that one API process handles each, the others skip it.
+LOST_HOLDS = text(f"""
+SELECT a.id, a.space_id, a.facility_id, a.lat, a.lon, a.dest_lat, a.dest_lon, a.preferences,
+       ST_Y(s.geom) AS space_lat, ST_X(s.geom) AS space_lon
+FROM assignments a JOIN space_state st ON st.space_id = a.space_id JOIN spaces s ON s.id = a.space_id
+WHERE a.status IN {ACTIVE} AND upper(a.hold) > now() AND st.occupied
+  AND (CAST(:space_ids AS text[]) IS NULL OR a.space_id = ANY(CAST(:space_ids AS text[])))
+ORDER BY a.id
+FOR UPDATE OF a SKIP LOCKED
+""")
+
+# Other active space holds near a point: holders the monotone re-assignment may move.
+NEARBY_HOLDS = text(f"""
+SELECT a.id, a.space_id, a.facility_id, a.lat, a.lon, a.dest_lat, a.dest_lon, a.preferences,
+       ST_Y(s.geom) AS space_lat, ST_X(s.geom) AS space_lon, s.accessible, s.ev
+FROM assignments a JOIN spaces s ON s.id = a.space_id
+WHERE a.status IN {ACTIVE} AND upper(a.hold) > now() AND a.id <> :id
+  AND NOT EXISTS (SELECT 1 FROM space_state st WHERE st.space_id = a.space_id AND st.occupied)
+  AND ST_DWithin(s.geom::geography, CAST(ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS geography), :radius)
+ORDER BY s.geom <-> ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)
+LIMIT :k
+FOR UPDATE OF a SKIP LOCKED
+""")
