@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -25,7 +25,7 @@ keys_cli = typer.Typer(help="API keys", no_args_is_help=True)
 cli.add_typer(keys_cli, name="keys")
 
 
-def run(coro_fn: Callable[[Settings], Awaitable[T]]) -> T:
+def run(coro_fn: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
     """Run an async command body with the environment's settings; domain errors exit 2."""
     try:
         return asyncio.run(coro_fn(get_settings()))
@@ -115,6 +115,31 @@ def keys_create(
         return plain
 
     typer.echo(run(lambda s: _in_session(s, body)))
+
+
+@keys_cli.command("revoke")
+def keys_revoke(key: Annotated[str, typer.Argument(help="the key itself (cpk_…) or its id (UUID)")]) -> None:
+    """Revoke an API key: it is refused (401) from then on."""
+    import uuid
+
+    from app.errors import NotFound
+    from app.services import keys
+
+    async def body(session: Any) -> uuid.UUID:
+        if key.startswith(keys.KEY_PREFIX):
+            principal = await keys.authenticate(session, key=key)
+            if principal is None:
+                raise NotFound("no active key like that")
+            key_id = principal.key_id
+        else:
+            try:
+                key_id = uuid.UUID(key)
+            except ValueError:
+                raise typer.BadParameter(f"{key!r} is neither a key nor a key id") from None
+        await keys.revoke_key(session, key_id=key_id)
+        return key_id
+
+    typer.echo(f"revoked {run(lambda s: _in_session(s, body))}")
 
 
 @cli.command()

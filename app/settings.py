@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     default_radius_m: float = 1000.0
     # enforcement
     no_parking_grace_s: int = 300
+    # web map: base-map tiles ({z}/{x}/{y} template; empty = plain background, layers still drawn)
+    tile_url: str = ""
+    tile_attribution: str = "© OpenStreetMap contributors"
 
     @field_validator("database_url")
     @classmethod

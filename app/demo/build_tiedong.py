@@ -112,7 +112,7 @@ def _curb(street: tuple[Any, ...], seg: int, rng: random.Random,
         rules = [{"no_parking": True, "days": "Mo-Su", "from": "00:00", "to": "24:00"}]
     if fid == SCHOOL_SEGMENT:
         rules = [*rules, {"no_parking": True, "days": "Mo-Fr", "from": "07:00", "to": "08:30"}]
-    facility = _feature(fid, {"type": "LineString", "coordinates": [_m(*start, 0, 0), end]}, {
+    facility = _feature(fid, {"type": "LineString", "coordinates": [_m(start[0], start[1], 0, 0), end]}, {
         "feature": "facility", "name": f"{name}路侧停车 {seg + 1}段", "kind": "curb",
         "capacity": per_segment, "counted": False, "opening_hours": "Mo-Su 00:00-24:00",
         "public_hours": None, "fee": "首小时免费，之后2元/小时" if seg % 2 else "2元/小时",

@@ -12,7 +12,7 @@ from importlib.metadata import entry_points
 
 from app.settings import get_settings
 
-COMMANDS_AFTER_API = ("ingest", "simulate")
+COMMANDS_AFTER_API = ("ingest", "simulate", "enforce")
 
 
 def _citypark(*args: str) -> list[str]:

@@ -15,7 +15,7 @@ from geoalchemy2.shape import from_shape
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from shapely.geometry import Point, shape
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -186,12 +186,12 @@ def _check_references(parsed: Parsed) -> None:
             raise InvalidInput(
                 f"feature {fid!r}: capacity {props.capacity} but {per_facility[fid]} spaces"
             )
-    for sid, (props, point) in parsed.spaces.items():
-        facility = parsed.facilities.get(props.facility_id)
+    for sid, (space, point) in parsed.spaces.items():
+        facility = parsed.facilities.get(space.facility_id)
         if facility and distance_m(facility[1], point) > MAX_SPACE_DISTANCE_M:
             raise InvalidInput(
                 f"feature {sid!r}: more than {MAX_SPACE_DISTANCE_M:.0f} m outside its facility "
-                f"{props.facility_id!r}"
+                f"{space.facility_id!r}"
             )
 
 
@@ -207,6 +207,7 @@ async def import_inventory(
     await _upsert_spaces(session, operator_id, parsed)
     n_rules = await _replace_rules(session, parsed)
     await session.flush()
+    await _check_stored_capacity(session, parsed)
     n_sensors = sum(1 for p, _ in parsed.spaces.values() if p.sensor_id)
     return ImportResult(operator_id, len(parsed.facilities), len(parsed.spaces), n_sensors, n_rules)
 
@@ -248,6 +249,24 @@ async def _check_outside_facilities(session: AsyncSession, operator_id: str, par
     )
     if unknown := sorted(missing - found):
         raise InvalidInput(f"unknown facility {unknown[0]!r} referenced by a space")
+
+
+async def _check_stored_capacity(session: AsyncSession, parsed: Parsed) -> None:
+    """Capacity counts spaces already stored too (a file may add spaces to a stored facility).
+
+    Runs after the upsert, in the caller's transaction: raising makes the caller roll back.
+    """
+    touched = set(parsed.facilities) | {p.facility_id for p, _ in parsed.spaces.values()}
+    rows = await session.execute(
+        select(Facility.id, Facility.capacity, func.count(Space.id))
+        .join(Space, Space.facility_id == Facility.id)
+        .where(Facility.id.in_(touched), Facility.counted.is_(False))
+        .group_by(Facility.id, Facility.capacity)
+        .having(func.count(Space.id) > Facility.capacity)
+    )
+    over = rows.first()
+    if over is not None:
+        raise InvalidInput(f"feature {over[0]!r}: capacity {over[1]} but {over[2]} spaces stored with this file")
 
 
 async def _upsert_operator(session: AsyncSession, operator_id: str, name: str | None) -> None:

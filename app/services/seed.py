@@ -82,7 +82,7 @@ async def _copy_facilities(conn: asyncpg.Connection, run: str, centres: np.ndarr
     await conn.execute(
         "CREATE TEMP TABLE syn_fac (id text, lon float8, lat float8) ON COMMIT DROP")
     await conn.copy_records_to_table(
-        "syn_fac", records=[(f"syn-{run}-f{i}", float(x), float(y)) for i, (x, y) in enumerate(centres)])
+        "syn_fac", records=[(f"syn-{run}-f{i:06d}", float(x), float(y)) for i, (x, y) in enumerate(centres)])
     # Each synthetic facility is a lot of about 80 m × 80 m around its centre.
     await conn.execute("""
         INSERT INTO facilities (id, operator_id, name, kind, geom, entrance, capacity)
@@ -105,7 +105,7 @@ async def _copy_spaces(
         "occupied bool) ON COMMIT DROP")
     await conn.execute("TRUNCATE syn_space")
     await conn.copy_records_to_table("syn_space", records=zip(
-        [f"syn-{run}-s{i}" for i in idx], [f"syn-{run}-f{f}" for f in fac],
+        [f"syn-{run}-s{i:08d}" for i in idx], [f"syn-{run}-f{f:06d}" for f in fac],
         lon.tolist(), lat.tolist(), occupied.tolist(), strict=True))
     now = datetime.now(UTC)
     await conn.execute("""

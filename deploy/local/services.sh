@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Makes sure what citypark needs on this machine is installed and running:
-# PostgreSQL 15 with PostGIS, Mosquitto, wrk (benchmarks). Installs with apt-get when missing
-# (needs root), starts PostgreSQL with pg_ctlcluster and Mosquitto when nothing listens.
+# PostgreSQL 15 with PostGIS, Mosquitto, wrk (benchmarks), chromium and a CJK font (browser
+# tests). Installs with apt-get when missing (needs root), starts PostgreSQL with pg_ctlcluster
+# and Mosquitto when nothing listens.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-PACKAGES=(postgresql-15 postgresql-15-postgis-3 mosquitto mosquitto-clients wrk ${CITYPARK_EXTRA_PACKAGES:-})
+PACKAGES=(postgresql-15 postgresql-15-postgis-3 mosquitto mosquitto-clients wrk chromium fonts-wqy-microhei ${CITYPARK_EXTRA_PACKAGES:-})
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
