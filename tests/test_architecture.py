@@ -48,14 +48,6 @@ def test_nothing_imports_sensors(package: str) -> None:
     assert offenders(package, ("sensors",)) == []
 
 
-def test_tests_do_not_import_sensors_outside_their_own_tests() -> None:
-    # Tests may exercise sensors/, but the app's own test helpers must not depend on it.
-    assert offenders("tests", ("sensors",)) == [] or all(
-        "tests/sensors/" in line or "tests/test_ingest" in line or "tests/test_simulat" in line
-        for line in offenders("tests", ("sensors",))
-    )
-
-
 def test_sensors_never_imports_the_api() -> None:
     assert offenders("sensors", ("app.api",)) == []
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import asyncpg
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
@@ -78,7 +78,6 @@ def test_every_revision_is_reversible() -> None:
 
     script = ScriptDirectory.from_config(database.alembic_config(make_settings("x")))
     for rev in script.walk_revisions():
-        source = open(rev.path, encoding="utf-8").read()  # noqa: SIM115
-        body = source.split("def downgrade() -> None:", 1)[1]
-        assert body.strip() and body.strip() != "pass", f"{rev.revision} has no downgrade"
-    assert command  # alembic.command is the API the CLI uses
+        source = Path(rev.path).read_text(encoding="utf-8")
+        body = source.split("def downgrade() -> None:", 1)[1].strip()
+        assert body not in ("", "pass"), f"{rev.revision} has no downgrade"
