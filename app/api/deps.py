@@ -39,10 +39,14 @@ CredentialsDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
 async def get_principal(session: SessionDep, credentials: CredentialsDep) -> Principal | None:
-    """The caller's principal; None without a key; 401 for an unknown or revoked key."""
+    """The caller's principal; None without a key; 401 for an unknown or revoked key.
+
+    Valid keys are remembered per process for ``keys.KEY_CACHE_TTL_S`` seconds: a key revoked
+    through this process stops at once, one revoked elsewhere within that time.
+    """
     if credentials is None:
         return None
-    principal = await keys_service.authenticate(session, key=credentials.credentials)
+    principal = await keys_service.authenticate_cached(session, key=credentials.credentials)
     if principal is None:
         raise Unauthorized("unknown or revoked API key")
     return principal

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from geoalchemy2 import Geometry
-from sqlalchemy import Boolean, CheckConstraint, DateTime, Float, ForeignKey, Integer, Text, func
+from sqlalchemy import Boolean, CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -50,6 +50,8 @@ class Facility(Base):
 
 class Space(Base):
     __tablename__ = "spaces"
+    # Metres without a second pass: KNN and ST_DWithin on geography (matching's candidates).
+    __table_args__ = (Index("ix_spaces_geog", text("(geom::geography)"), postgresql_using="gist"),)
 
     id: Mapped[str] = mapped_column(Text, primary_key=True)
     facility_id: Mapped[str] = mapped_column(ForeignKey("facilities.id", ondelete="CASCADE"), index=True)

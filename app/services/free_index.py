@@ -145,19 +145,28 @@ class FreeIndex:
     def nearest(self, lat: float, lon: float, *, limit: int, radius_m: float,
                 accessible: bool = False, ev: bool = False, now: float | None = None) -> list[dict[str, Any]]:
         """Up to ``limit`` free spaces within ``radius_m`` of (lat, lon), nearest first."""
+        return self._rows(self.nearest_idx(lat, lon, limit=limit, radius_m=radius_m, accessible=accessible,
+                                           ev=ev, now=now), lat, lon)
+
+    def nearest_idx(self, lat: float, lon: float, *, limit: int, radius_m: float, accessible: bool = False,
+                    ev: bool = False, now: float | None = None,
+                    exclude: set[str] | None = None) -> NDArray[np.int_]:
+        """Positions of up to ``limit`` free spaces within ``radius_m``, nearest first, none in ``exclude``."""
         if self._tree is None:
-            return []
+            return np.empty(0, dtype=int)
         now = time.time() if now is None else now
         chord = 2 * math.sin(min(radius_m / EARTH_RADIUS_M, math.pi) / 2)
         la, lo = math.radians(lat), math.radians(lon)
         point = (math.cos(la) * math.cos(lo), math.cos(la) * math.sin(lo), math.sin(la))
-        k = min(len(self.ids), max(16, limit * 3))
+        k = min(len(self.ids), max(16, limit * 2))
         while True:
             dist, idx = self._tree.query(point, k=k, distance_upper_bound=chord * (1 + 1e-9))
             idx = np.atleast_1d(idx)[np.isfinite(np.atleast_1d(dist))]
-            good = idx[self._free(idx, now, accessible, ev)][:limit]
-            if len(good) == limit or len(idx) < k or k == len(self.ids):
-                return self._rows(good, lat, lon)
+            good = idx[self._free(idx, now, accessible, ev)]
+            if exclude:
+                good = good[[self.ids[i] not in exclude for i in good.tolist()]]
+            if len(good) >= limit or len(idx) < k or k == len(self.ids):
+                return good[:limit]
             k = min(len(self.ids), k * 4)
 
     def _free(self, idx: NDArray[np.int_], now: float, accessible: bool, ev: bool) -> NDArray[np.bool_]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +17,11 @@ from app.models import ApiKey, Operator
 from app.models.keys import ROLES
 
 KEY_PREFIX = "cpk_"
+# How long a process trusts a key it has authenticated without asking the database again.
+# A revocation made in this process takes effect at once (``revoke_key`` drops the entry); one
+# made elsewhere (another process, the CLI, SQL) takes effect within this many seconds.
+KEY_CACHE_TTL_S = 5.0
+_KEY_CACHE_MAX = 10_000
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,42 @@ async def authenticate(session: AsyncSession, *, key: str) -> Principal | None:
     return Principal(row.id, row.role, row.operator_id) if row else None
 
 
+# key hash → (principal, monotonic deadline); only valid keys are cached, so a new key works at once.
+_cache: dict[str, tuple[Principal, float]] = {}
+
+
+async def authenticate_cached(session: AsyncSession, *, key: str,
+                              ttl_s: float = KEY_CACHE_TTL_S) -> Principal | None:
+    """:func:`authenticate`, remembered for ``ttl_s`` per process (see ``KEY_CACHE_TTL_S``)."""
+    digest, now = hash_key(key), time.monotonic()
+    hit = _cache.get(digest)
+    if hit is not None and hit[1] > now:
+        return hit[0]
+    principal = await authenticate(session, key=key)
+    if principal is None:
+        _cache.pop(digest, None)
+    else:
+        if len(_cache) >= _KEY_CACHE_MAX:
+            _cache.clear()
+        _cache[digest] = (principal, now + ttl_s)
+    return principal
+
+
+def cached_principal(key: str) -> Principal | None:
+    """The principal of ``key`` if this process authenticated it within the TTL (no database)."""
+    hit = _cache.get(hash_key(key))
+    return hit[0] if hit is not None and hit[1] > time.monotonic() else None
+
+
+def forget_key(key_id: uuid.UUID) -> None:
+    """Drop ``key_id`` from this process's cache (it was revoked here)."""
+    for digest in [d for d, (p, _) in _cache.items() if p.key_id == key_id]:
+        _cache.pop(digest, None)
+
+
 async def revoke_key(session: AsyncSession, *, key_id: uuid.UUID) -> None:
+    """Revoke a key: at once in this process, within ``KEY_CACHE_TTL_S`` in the others."""
+    forget_key(key_id)
     result = await session.execute(
         update(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
         .values(revoked_at=datetime.now(UTC))

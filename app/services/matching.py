@@ -1,11 +1,14 @@
 """Driver assignments: candidates from PostGIS, decisions from ``matching``, holds in PostgreSQL.
 
 Flow of ``POST /v1/assignments``: the request joins the current batch (``matching_runtime``);
-the batch's candidates come from one KNN query, the pure engine solves the batch optimally and
-each request gets its ordered options (its own pick first). The request then places its hold
-in its own transaction — ``INSERT … ON CONFLICT DO NOTHING`` against the exclusion constraint —
-taking the next option if another process won the space. Correctness never depends on the
-batch: the database admits at most one active hold per space.
+the batch's candidates come from the process's in-memory free-space index (one PostGIS KNN
+query while the index is not loaded), the pure engine solves the batch optimally and each
+request gets its ordered options (its own pick first). Holds are then written by the process's
+group-commit writer — the holds of every request waiting, in one ``INSERT … SELECT FROM unnest
+… ON CONFLICT DO NOTHING`` against the exclusion constraint and one commit — each request
+taking its next option if another process won the space. Correctness never depends on the
+batch or the index: the database admits at most one active hold per space, and only on a space
+its sensor reports free.
 
 When a held space is reported occupied, :func:`handle_lost_holds` decides: the driver's last
 position within ``arrival_radius_m`` means they arrived; otherwise it is someone else, and the
@@ -29,7 +32,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 import matching
 from app.errors import InvalidInput, NoFreeSpace, NotFound
 from app.services import matching_sql as sql
-from app.services.geo import haversine_m
+from app.services.free_index import FreeIndex
+from app.services.geo import EARTH_RADIUS_M, haversine_m
 from app.services.keys import Principal
 from app.services.matching_eligibility import Eligibility
 from app.settings import Settings
@@ -127,6 +131,42 @@ async def fetch_options(conn: AsyncConnection | AsyncSession, batch: Batch, *, s
     return out
 
 
+def index_options(index: FreeIndex, batch: Batch, *, k: int = CANDIDATES_PER_DRIVER) -> list[list[Option]]:
+    """Each request's ``k`` nearest free, unheld, eligible spaces from the process's index.
+
+    Same rules as ``CANDIDATES`` (the index follows the database within a poll interval); the
+    hold itself is still decided by PostgreSQL, which rejects a space taken meanwhile.
+    """
+    out: list[list[Option]] = []
+    for r, excluded in zip(batch.requests, batch.excluded, strict=True):
+        idx = index.nearest_idx(r.lat, r.lon, limit=k, radius_m=r.radius_m, accessible=r.accessible,
+                                ev=r.ev, exclude=excluded)
+        lat, lon = index.lat[idx], index.lon[idx]
+        dist = haversine_many(r.lat, r.lon, lat, lon)
+        out.append([Option(f, index.ids[i], la, lo, d, a, e) for i, f, la, lo, d, a, e in zip(
+            idx.tolist(), index.facility[idx].tolist(), lat.tolist(), lon.tolist(), dist.tolist(),
+            index.accessible[idx].tolist(), index.ev[idx].tolist(), strict=True)])
+    return out
+
+
+def haversine_many(lat: float, lon: float, lats: Any, lons: Any) -> Any:
+    """Great-circle metres from (lat, lon) to arrays of points (as ``geo.haversine_m``)."""
+    p1, p2 = np.radians(lat), np.radians(lats)
+    dp, dl = p2 - p1, np.radians(lons) - np.radians(lon)
+    h = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(h))
+
+
+async def counted_options(conn: AsyncConnection | AsyncSession, batch: Batch, *, settings: Settings,
+                          eligibility: Eligibility) -> list[list[Option]]:
+    """Each request's nearby gate-counted lots with places left (none when no such lot is open)."""
+    if not eligibility.counted:
+        return [[] for _ in batch.requests]
+    params = {"closed": sorted(eligibility.closed), "stale": float(settings.stale_after_s)}
+    return [await _counted(conn, r, params, excluded) for r, excluded in zip(batch.requests, batch.excluded,
+                                                                              strict=True)]
+
+
 async def _counted(conn: AsyncConnection | AsyncSession, r: AssignmentRequest, params: dict[str, Any],
                    excluded: set[str]) -> list[Option]:
     if r.accessible or r.ev:  # a count says nothing about which kind of place is free
@@ -159,10 +199,11 @@ def plan(batch: Batch, options: list[list[Option]], *, eligibility: Eligibility,
         return []
     origin = (batch.requests[0].lat, batch.requests[0].lon)
     drivers = [to_driver(str(i), r, origin) for i, r in enumerate(batch.requests)]
-    spaces = [[to_space(o, origin, eligibility, now) for o in opts] for opts in options]
+    spaces = [to_spaces(opts, origin, eligibility, now) for opts in options]
+    if len(drivers) == 1:
+        return [_rank_one(drivers[0], spaces[0], options[0])]
     problem = solve.build_problem(drivers, spaces, matching.CostModel())
-    # One driver alone: the optimum is its cheapest candidate, no solver needed.
-    picks = solve.greedy_picks(problem) if len(drivers) == 1 else solve.optimal_picks(problem)
+    picks = solve.optimal_picks(problem)
     taken = {int(problem.cols[k]) for k in picks.values()}
     by_key = {o.key: o for opts in options for o in opts}
     out: list[list[Option]] = [[] for _ in drivers]
@@ -175,6 +216,13 @@ def plan(batch: Batch, options: list[list[Option]], *, eligibility: Eligibility,
     return out
 
 
+def _rank_one(driver: matching.Driver, spaces: list[matching.Space], options: list[Option]) -> list[Option]:
+    """One driver alone: the optimum is its cheapest candidate, so its options by cost suffice."""
+    n = len(spaces)
+    costs = matching.CostModel().edge_costs([driver], spaces, np.zeros(n, dtype=np.int_), np.arange(n))
+    return [options[j] for j in np.argsort(costs, kind="stable").tolist() if np.isfinite(costs[j])]
+
+
 def to_driver(did: str, r: AssignmentRequest, origin: tuple[float, float]) -> matching.Driver:
     """The engine's view of a request, in metres around ``origin``."""
     x, y = project(r.lat, r.lon, origin)
@@ -183,6 +231,16 @@ def to_driver(did: str, r: AssignmentRequest, origin: tuple[float, float]) -> ma
         dx, dy = project(r.dest_lat, r.dest_lon, origin)
         dest_x, dest_y = float(dx), float(dy)
     return matching.Driver(did, float(x), float(y), dest_x, dest_y, r.accessible, r.ev, r.stay_minutes)
+
+
+def to_spaces(options: Sequence[Option], origin: tuple[float, float], el: Eligibility,
+              now: datetime) -> list[matching.Space]:
+    """:func:`to_space` of many options, projected at once."""
+    xs, ys = project([o.lat for o in options], [o.lon for o in options], origin)
+    available = {f: el.available_minutes(f, now) for f in {o.facility_id for o in options}}
+    return [matching.Space(o.key, x, y, o.accessible, o.ev, available[o.facility_id],
+                           el.max_stay(o.facility_id, o.space_id), o.places)
+            for o, x, y in zip(options, xs.tolist(), ys.tolist(), strict=True)]
 
 
 def to_space(o: Option, origin: tuple[float, float], el: Eligibility, now: datetime) -> matching.Space:
@@ -220,9 +278,20 @@ def _hold_params(principal: Principal, r: AssignmentRequest, o: Option, settings
 
 
 def _created(row: Any, o: Option) -> dict[str, Any]:
-    return {"id": str(row.id), "space_id": o.space_id, "facility_id": o.facility_id,
+    return created(row.id, row.expires_at, o)
+
+
+def created(assignment_id: uuid.UUID, expires_at: datetime, o: Option) -> dict[str, Any]:
+    """The ``201`` body of a hold on ``o``."""
+    return {"id": str(assignment_id), "space_id": o.space_id, "facility_id": o.facility_id,
             "lat": o.lat, "lon": o.lon, "distance_m": round(o.distance_m, 1), "status": "held",
-            "expires_at": row.expires_at}
+            "expires_at": expires_at}
+
+
+def hold_row(principal: Principal, r: AssignmentRequest) -> tuple[Any, ...]:
+    """A request's columns for ``INSERT_SPACE_HOLDS`` (id, key, lat, lon, dest, preferences)."""
+    prefs = {"accessible": r.accessible, "ev": r.ev, "radius_m": r.radius_m, "stay_minutes": r.stay_minutes}
+    return (uuid.uuid4(), principal.key_id, r.lat, r.lon, r.dest_lat, r.dest_lon, orjson.dumps(prefs).decode())
 
 
 def no_free_space(request: AssignmentRequest) -> NoFreeSpace:

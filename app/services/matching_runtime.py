@@ -24,21 +24,26 @@ from typing import Any
 
 import asyncpg
 import orjson
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.db import create_engine
 from app.services import matching as service
+from app.services import matching_sql as sql
 from app.services.free_index import FreeIndex
+from app.services.keys import Principal
 from app.services.matching_eligibility import EligibilityCache
 from app.services.matching_reassign import handle_lost_holds
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 500
+MAX_GROUP = 500  # holds per group-commit statement
+WRITERS = 2  # group-commit statements in flight per process
+TAKEN_S = 10.0  # a space lost to another hold reads held this long (the poll learns the real end)
 RELOAD_S = 60.0  # full state reload: heartbeats refresh last_seen without a notification
 SWEEP_S = 5.0
 POLL_S = 0.5  # new holds of other processes reach this index within about this
-HOLD_MARGIN_S = 5.0  # a hold's range starts at its transaction's start, before its commit
+HOLD_MARGIN_S = 2.0  # a hold's range starts when its transaction does (space holds: one short statement)
 
 Pending = tuple[service.AssignmentRequest, set[str], asyncio.Future[list[service.Option]]]
 Solver = Callable[[service.Batch, Any], Awaitable[list[list[service.Option]]]]
@@ -91,6 +96,109 @@ class Batcher:
                 future.set_result(options)
 
 
+class _Claim:
+    """One request's space options for the writer, tried in order until one is held."""
+
+    __slots__ = ("row", "options", "pos", "future")
+
+    def __init__(self, row: tuple[Any, ...], options: list[service.Option],
+                 future: asyncio.Future[dict[str, Any] | None]) -> None:
+        self.row, self.options, self.pos, self.future = row, options, 0, future
+
+    @property
+    def option(self) -> service.Option:
+        return self.options[self.pos]
+
+    def resolve(self, value: dict[str, Any] | None) -> None:
+        if not self.future.done():
+            self.future.set_result(value)
+
+
+class HoldWriter:
+    """Group commit of space holds: every request waiting is written by one statement.
+
+    Requests that arrive while a write is in flight join the next one, so under load a commit
+    (and its fsync) is shared by many holds, and with none it costs one round trip as before.
+    Each group is one ``INSERT_SPACE_HOLDS`` in its own implicit transaction; a request whose
+    space was taken (by another process, or by an earlier claim in the group) moves to its next
+    option in the next group. ``on_held`` / ``on_taken`` teach the free-space index.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, on_held: Callable[[str, float], None],
+                 on_taken: Callable[[str], None]) -> None:
+        self.pool, self.on_held, self.on_taken = pool, on_held, on_taken
+        self.hold_s, self.stale_s = float(settings.hold_seconds), float(settings.stale_after_s)
+        self.pending: list[_Claim] = []
+        self._running = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def hold(self, row: tuple[Any, ...], options: list[service.Option]) -> dict[str, Any] | None:
+        """The ``201`` body of the first of ``options`` (spaces) held, or None if all are taken."""
+        future: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
+        self.pending.append(_Claim(row, list(options), future))
+        self._kick()
+        return await future
+
+    def _kick(self) -> None:
+        if self.pending and self._running < WRITERS:
+            self._running += 1  # counted now, uncounted as the drain ends: no request is left behind
+            task = asyncio.create_task(self._drain())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _drain(self) -> None:
+        try:
+            while self.pending:
+                claims, self.pending = self.pending[:MAX_GROUP], self.pending[MAX_GROUP:]
+                try:
+                    await self._write(claims)
+                except Exception as exc:  # every waiting request gets the error, none hangs
+                    for claim in claims:
+                        if not claim.future.done():
+                            claim.future.set_exception(exc)
+        finally:
+            self._running -= 1
+
+    async def _write(self, claims: list[_Claim]) -> None:
+        group = self._group(claims)
+        if not group:
+            return
+        cols = list(zip(*(c.row for c in group), strict=True))
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(sql.INSERT_SPACE_HOLDS, cols[0], cols[1], [c.option.space_id for c in group],
+                                    *cols[2:], self.hold_s, self.stale_s)
+        won = {r["id"]: r for r in rows}
+        for claim in group:
+            got = won.get(claim.row[0])
+            if got is not None:
+                self.on_held(got["space_id"], got["expires_at"].timestamp())
+                claim.resolve(service.created(got["id"], got["expires_at"], claim.option))
+                continue
+            self.on_taken(claim.option.space_id or "")
+            claim.pos += 1
+            self._retry(claim)
+
+    def _group(self, claims: list[_Claim]) -> list[_Claim]:
+        """One claim per space: a later claim on a space already in the group takes its next option."""
+        group, spaces = [], set()
+        for claim in claims:
+            while claim.pos < len(claim.options) and claim.option.space_id in spaces:
+                claim.pos += 1
+            if claim.pos < len(claim.options):
+                spaces.add(claim.option.space_id)
+                group.append(claim)
+            else:
+                claim.resolve(None)
+        return group
+
+    def _retry(self, claim: _Claim) -> None:
+        if claim.pos < len(claim.options):
+            claim.row = (uuid.uuid4(), *claim.row[1:])
+            self.pending.append(claim)
+        else:
+            claim.resolve(None)
+
+
 class Hub:
     """Wakes the SSE streams of an assignment when it changes."""
 
@@ -133,18 +241,60 @@ class MatchingRuntime:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._holds_since = 0.0
+        self.writer: HoldWriter | None = None
 
     async def solve(self, batch: service.Batch, conn: Any = None) -> list[list[service.Option]]:
-        """Candidates for the whole batch in one query, then the exact joint decision."""
-        if conn is None:
+        """Candidates for the whole batch (index, else one query), then the exact joint decision."""
+        if conn is None and not self._fresh():
             async with self.engine.connect() as own:
                 return await self.solve(batch, own)
-        eligibility = await self.eligibility.get(conn)
-        options = await service.fetch_options(conn, batch, settings=self.settings, eligibility=eligibility)
+        eligibility = self.eligibility.current if self._fresh() else await self.eligibility.get(conn)
+        if self.ready:
+            self.index.apply(eligibility)
+            options = service.index_options(self.index, batch)
+            if eligibility.counted:
+                counted = await self._counted(batch, eligibility, conn)
+                options = [o + c for o, c in zip(options, counted, strict=True)]
+        else:
+            options = await service.fetch_options(conn, batch, settings=self.settings, eligibility=eligibility)
         return service.plan(batch, options, eligibility=eligibility, now=datetime.now(UTC))
+
+    def _fresh(self) -> bool:
+        """Whether the eligibility cache can answer without the database."""
+        return time.monotonic() - self.eligibility.current.taken_at <= self.eligibility.ttl_s
+
+    async def _counted(self, batch: service.Batch, eligibility: Any, conn: Any) -> list[list[service.Option]]:
+        if conn is None:
+            async with self.engine.connect() as own:
+                return await self._counted(batch, eligibility, own)
+        return await service.counted_options(conn, batch, settings=self.settings, eligibility=eligibility)
+
+    async def hold(self, session: AsyncSession, *, principal: Principal, request: service.AssignmentRequest,
+                   options: list[service.Option]) -> dict[str, Any] | None:
+        """Hold the first of ``options`` still free: runs of spaces through the group-commit
+        writer, a gate-counted lot in the request's own transaction (its advisory lock)."""
+        i = 0
+        while i < len(options):
+            j = i + 1
+            while options[i].space_id is not None and j < len(options) and options[j].space_id is not None:
+                j += 1
+            run = options[i:j]
+            if run[0].space_id is not None and self.writer is not None:
+                created = await self.writer.hold(service.hold_row(principal, request), run)
+            else:
+                created = await service.place_hold(session, principal=principal, request=request,
+                                                   options=run, settings=self.settings)
+                if created is not None:
+                    self.held(created["space_id"], created["expires_at"])
+            if created is not None:
+                return created
+            i = j
+        return None
 
     async def start(self) -> None:
         try:
+            pool = await asyncpg.create_pool(self.settings.asyncpg_dsn, min_size=1, max_size=WRITERS)
+            self.writer = HoldWriter(pool, self.settings, self._learn_held, self._learn_taken)
             await self._listen()
             await self._reload()
         except (OSError, asyncpg.PostgresError) as exc:  # serve anyway; reads fall back to SQL
@@ -165,6 +315,8 @@ class MatchingRuntime:
                 await asyncio.wait_for(self._listener.close(), timeout=2.0)
             except TimeoutError:
                 self._listener.terminate()
+        if self.writer is not None:
+            await self.writer.pool.close()
         await self.engine.dispose()
 
     async def _listen(self) -> None:
@@ -238,6 +390,14 @@ class MatchingRuntime:
         """This process placed a hold: hide the space at once (other processes poll it)."""
         if space_id is not None and self.ready:
             self.index.mark_held(space_id, expires_at.timestamp())
+
+    def _learn_held(self, space_id: str, until: float) -> None:
+        if self.ready:
+            self.index.mark_held(space_id, until)
+
+    def _learn_taken(self, space_id: str) -> None:
+        if self.ready:
+            self.index.mark_held(space_id, time.time() + TAKEN_S)
 
     def free_spaces(self, **query: Any) -> list[dict[str, Any]] | None:
         """From memory, or None when the index is not loaded (callers then ask SQL)."""

@@ -26,11 +26,9 @@ _FREE_SPACE = f"""
                     AND a.status IN {ACTIVE} AND upper(a.hold) > now())
 """
 
-# Per driver of the batch (LATERAL, one round trip for all), exact k nearest by true distance
-# using the GiST index on ``geom`` (degrees): phase 1 takes k free spaces by KNN in degrees
-# (``<->``); their farthest true distance bounds the k-th nearest, so phase 2 ranks, by true
-# distance, every free space within that bound — found through the same index with a degree
-# radius that covers it (``m_per_deg``: metres per degree of longitude, at least).
+# Per driver of the batch (LATERAL, one round trip for all), the k nearest by true (sphere)
+# distance in one pass: KNN (``<->``) and ``ST_DWithin`` on ``geom::geography``, both served
+# by the geography GiST index ``ix_spaces_geog`` (migration 0005).
 _SPACE_FILTER = f"""{_FREE_SPACE}
       AND (NOT r.acc OR s.accessible) AND (NOT r.ev OR s.ev)
       AND s.id <> ALL(CAST(:exclude AS text[]))"""
@@ -41,23 +39,14 @@ FROM unnest(CAST(:lats AS float8[]), CAST(:lons AS float8[]), CAST(:acc AS bool[
             CAST(:ev AS bool[]), CAST(:radius AS float8[]), CAST(:k AS int[]))
      WITH ORDINALITY AS r(lat, lon, acc, ev, radius, k, n)
 CROSS JOIN LATERAL (
-    SELECT ST_SetSRID(ST_MakePoint(r.lon, r.lat), 4326) AS pt,
-           CAST(ST_SetSRID(ST_MakePoint(r.lon, r.lat), 4326) AS geography) AS g,
-           111195.08 * cos(radians(least(89.0, abs(r.lat) + 1.0))) AS m_per_deg
+    SELECT CAST(ST_SetSRID(ST_MakePoint(r.lon, r.lat), 4326) AS geography) AS g
 ) p
-CROSS JOIN LATERAL (
-    SELECT least(r.radius, max(ST_Distance(CAST(k.geom AS geography), p.g, false))) AS bound
-    FROM (SELECT s.geom FROM spaces s JOIN space_state st ON st.space_id = s.id
-          WHERE {_SPACE_FILTER} AND ST_DWithin(s.geom, p.pt, r.radius / p.m_per_deg)
-          ORDER BY s.geom <-> p.pt LIMIT r.k) k
-) b
 CROSS JOIN LATERAL (
     SELECT s.id, s.facility_id, ST_Y(s.geom) AS lat, ST_X(s.geom) AS lon, s.accessible, s.ev,
            ST_Distance(CAST(s.geom AS geography), p.g, false) AS distance_m
     FROM spaces s JOIN space_state st ON st.space_id = s.id
-    WHERE {_SPACE_FILTER} AND ST_DWithin(s.geom, p.pt, coalesce(b.bound, r.radius) / p.m_per_deg)
-      AND ST_Distance(CAST(s.geom AS geography), p.g, false) <= coalesce(b.bound, r.radius)
-    ORDER BY distance_m, s.id
+    WHERE {_SPACE_FILTER} AND ST_DWithin(CAST(s.geom AS geography), p.g, r.radius, false)
+    ORDER BY CAST(s.geom AS geography) <-> p.g
     LIMIT r.k
 ) c
 ORDER BY r.n, c.distance_m, c.id
@@ -91,6 +80,26 @@ VALUES ({_HOLD_VALUES.format(space=':space_id')})
 ON CONFLICT DO NOTHING
 RETURNING id, expires_at
 """)
+
+# Many holds in one statement (group commit, ``matching_runtime.HoldWriter``): each row is
+# inserted only if its space still reads free and fresh, and the exclusion constraint drops a
+# row whose space another transaction holds (``ON CONFLICT DO NOTHING``). Rows come sorted by
+# space id so concurrent writers take their conflicts in one order (no deadlock).
+INSERT_SPACE_HOLDS = f"""
+INSERT INTO assignments {_INSERT_COLUMNS}
+SELECT r.id, r.key_id, r.space_id, s.facility_id, 'held',
+       tstzrange(now(), now() + make_interval(secs => $9)), r.lat, r.lon, r.dest_lat, r.dest_lon,
+       CAST(r.prefs AS jsonb), now() + make_interval(secs => $9)
+FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::float8[], $5::float8[], $6::float8[],
+            $7::float8[], $8::text[]) AS r(id, key_id, space_id, lat, lon, dest_lat, dest_lon, prefs)
+JOIN spaces s ON s.id = r.space_id
+JOIN space_state st ON st.space_id = r.space_id
+WHERE st.occupied IS FALSE
+  AND coalesce(st.last_seen, st.observed_at) > now() - make_interval(secs => $10)
+ORDER BY r.space_id
+ON CONFLICT DO NOTHING
+RETURNING id, space_id, expires_at
+"""
 
 # Serialised per facility by an advisory lock taken first (a separate statement, so this one's
 # snapshot sees holds committed while waiting for the lock).

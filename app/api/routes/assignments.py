@@ -1,6 +1,8 @@
 """Driver assignments: request a held space, follow it, report position, cancel.
 
-A driver key sees only its own assignments (404 for others'). ``GET …/events`` is a
+A driver key sees only its own assignments (404 for others'). The plain ``POST`` of a key this
+process already knows is answered by :class:`CreateFastPath` in front of the router, with the
+same :func:`assign`. ``GET …/events`` is a
 Server-Sent Events stream: one event with the current state, then one per change (a
 re-assignment, arrival, expiry or cancellation) until the assignment ends.
 """
@@ -8,6 +10,7 @@ re-assignment, arrival, expiry or cancellation) until the assignment ends.
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -17,10 +20,15 @@ import orjson
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, model_validator
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api import errors as api_errors
 from app.api.deps import SessionDep, SettingsDep, require_roles
 from app.api.openapi import ERROR_RESPONSES
-from app.errors import Conflict
+from app.errors import Conflict, DomainError
+from app.services import keys as keys_service
 from app.services import matching as service
 from app.services import matching_reassign, matching_runtime
 from app.services.keys import Principal
@@ -34,6 +42,7 @@ KEEPALIVE_S = 15.0
 def setup(app: FastAPI) -> None:
     app.state.startup_hooks.append(matching_runtime.start)
     app.state.shutdown_hooks.append(matching_runtime.stop)
+    app.user_middleware.append(Middleware(CreateFastPath, owner=app))  # innermost, like spaces'
 
 
 class AssignmentIn(BaseModel):
@@ -85,19 +94,136 @@ async def create_assignment(body: AssignmentIn, request: Request, session: Sessi
     query = service.AssignmentRequest(
         body.lat, body.lon, body.dest_lat, body.dest_lon, body.accessible, body.ev,
         service.check_radius(body.radius_m, settings), body.stay_minutes)
-    runtime: matching_runtime.MatchingRuntime = request.app.state.matching
+    return await assign(request.app.state.matching, session, principal, query)
+
+
+async def assign(runtime: matching_runtime.MatchingRuntime, session: AsyncSession, principal: Principal,
+                 query: service.AssignmentRequest) -> dict[str, Any]:
+    """Options from the batch, then the first hold the database admits; ``NoFreeSpace`` if none."""
     excluded: set[str] = set()
     for _ in range(3):  # options lost to other processes meanwhile: ask again without them
         options = await runtime.batcher.propose(query, excluded, session)
         if not options:
             break
-        created = await service.place_hold(session, principal=principal, request=query,
-                                           options=options, settings=settings)
+        created = await runtime.hold(session, principal=principal, request=query, options=options)
         if created is not None:
-            runtime.held(created["space_id"], created["expires_at"])
             return created
         excluded |= {o.key for o in options}
     raise service.no_free_space(query)
+
+
+class CreateFastPath:
+    """``POST /v1/assignments`` in front of the router, for the plain request of a known key.
+
+    FastAPI's dependency, validation and serialisation machinery costs several times the
+    assignment itself. A JSON body this module's ``AssignmentIn`` would accept unchanged, with a
+    driver (or admin) key this process authenticated within ``keys.KEY_CACHE_TTL_S``, is
+    answered here by the same :func:`assign`; anything else (an unknown key, odd or invalid
+    input) is replayed to the route, which validates, authenticates and answers as specified.
+    """
+
+    def __init__(self, app: ASGIApp, *, owner: FastAPI) -> None:
+        self.app, self.owner = app, owner
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/v1/assignments":
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        answer = await self.answer(scope, body)
+        if answer is None:
+            await self.app(scope, _replay(body, receive), send)
+            return
+        status, payload = answer
+        data = orjson.dumps(payload)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(data)).encode())]})
+        await send({"type": "http.response.body", "body": data})
+
+    async def answer(self, scope: Scope, body: bytes) -> tuple[int, dict[str, Any]] | None:
+        state = self.owner.state
+        runtime: matching_runtime.MatchingRuntime | None = getattr(state, "matching", None)
+        principal = _principal(scope)
+        query = _plain_query(body, state.settings)
+        if runtime is None or not runtime.ready or principal is None or query is None:
+            return None
+        async with state.sessionmaker() as session:
+            try:
+                created = await assign(runtime, session, principal, query)
+                await session.commit()
+            except DomainError as exc:
+                await session.rollback()
+                return api_errors.status_for(exc), {"error": exc.kind, "detail": exc.detail}
+            except BaseException:
+                await session.rollback()
+                raise
+        return 201, created
+
+
+def _principal(scope: Scope) -> Principal | None:
+    """A driver or admin key this process knows; None leaves authentication to the route."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, key = value.decode("latin-1").partition(" ")
+            principal = keys_service.cached_principal(key.strip()) if scheme.lower() == "bearer" else None
+            return principal if principal is not None and principal.role in ("driver", "admin") else None
+    return None
+
+
+_FIELDS = {"lat", "lon", "dest_lat", "dest_lon", "accessible", "ev", "radius_m", "stay_minutes"}
+
+
+def _plain_query(body: bytes, settings: Any) -> service.AssignmentRequest | None:
+    """The request if ``AssignmentIn`` would accept ``body`` as it is, else None."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict) or not data.keys() <= _FIELDS:
+        return None
+    lat, lon = _num(data.get("lat"), -90, 90), _num(data.get("lon"), -180, 180)
+    dest_lat, dest_lon = _num(data.get("dest_lat"), -90, 90), _num(data.get("dest_lon"), -180, 180)
+    radius, stay = _num(data.get("radius_m"), 0, settings.max_radius_m), _num(data.get("stay_minutes"), 0, 10080)
+    flags = [data.get(k, False) for k in ("accessible", "ev")]
+    if lat is None or lon is None or (dest_lat is None) != (dest_lon is None) or radius == 0 or stay == 0:
+        return None
+    if any(data.get(k) is not None and v is None for k, v in
+           (("dest_lat", dest_lat), ("dest_lon", dest_lon), ("radius_m", radius), ("stay_minutes", stay))):
+        return None
+    if not all(isinstance(f, bool) for f in flags):
+        return None
+    return service.AssignmentRequest(lat, lon, dest_lat, dest_lon, flags[0], flags[1],
+                                     service.check_radius(radius, settings), stay)
+
+
+def _num(value: Any, lo: float, hi: float) -> float | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok and lo <= value <= hi else None
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks, more = [], True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 @router.get("/{assignment_id}", response_model=AssignmentOut, summary="An assignment's current state",
