@@ -269,10 +269,11 @@ def _busy(port: int) -> bool:
 
 
 def _rss(tree: psutil.Process, workers: int) -> int:
-    """Peak RSS of one worker process (the biggest, when there are several)."""
+    """Peak RSS of one worker (the biggest, when there are several): its process and its writer."""
     procs = [tree] if workers == 1 else tree.children()
     try:
-        return max((p.memory_info().rss for p in procs), default=0)
+        return max((p.memory_info().rss + sum(c.memory_info().rss for c in p.children()) for p in procs),
+                   default=0)
     except psutil.Error:
         return 0
 

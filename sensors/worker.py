@@ -1,44 +1,42 @@
 """The ingest worker: MQTT 5 shared subscription → batched, idempotent writes → acknowledgements.
 
-Threads: paho's network loop runs in its own thread (``loop_start``), so keepalives and
-receiving never wait for the database; it only appends messages to the :class:`Inbox`. The
-asyncio side takes batches (``ingest_batch_size`` messages or ``ingest_flush_ms`` after the
-first, whichever comes first), validates them, writes them with
-``app.services.occupancy.write_batch`` in one transaction, commits, and only then sends the
-PUBACKs (paho's ``manual_ack``). Preparing batch n+1 overlaps writing batch n.
+Two processes per worker. In this one, paho's network loop runs in its own thread
+(``loop_start``), so keepalives and receiving never wait for the database; it only appends
+messages to the :class:`Inbox`. The asyncio side takes batches (``ingest_batch_size`` messages
+or ``ingest_flush_ms`` after the first, whichever comes first) and forwards their raw topics and
+payloads to the writer process (:mod:`sensors.writer`), which validates them, writes them with
+``app.services.occupancy.write_batch`` in one transaction and commits; only on its reply are the
+PUBACKs sent (paho's ``manual_ack``). paho is pure Python and needs a core to itself at broker
+speed; the writer's per-message work runs on another core instead of taking paho's GIL.
 
 Memory is bounded by MQTT 5 flow control (§4.9): the broker sends at most Receive Maximum
 unacknowledged messages. While PostgreSQL is down nothing is acknowledged, so the broker stops
-sending and queues the rest; the worker retries the batch with backoff and resumes without loss.
+sending and queues the rest; the writer retries the batch with backoff and resumes without loss.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
-import asyncpg
 import paho.mqtt.client as mqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from app.services import occupancy
-from app.services.occupancy import Directory, Event, Rejected, Rejection
 from app.settings import Settings
-from sensors import metrics
+from sensors import metrics, writer
 from sensors.mqtt import RECEIVE_MAXIMUM, connect_async, make_client
+from sensors.writer import Abandoned, Summary
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-# SQLSTATE classes worth retrying: connection (08), rollback/deadlock (40), resources (53),
-# operator intervention such as a shutdown (57), system errors (58).
-TRANSIENT_SQLSTATE = ("08", "40", "53", "57", "58")
+IN_FLIGHT = 2  # batches at the writer: one being written, the next being validated
 
 
 @dataclass(slots=True)
@@ -48,24 +46,6 @@ class Inbound:
     mid: int
     qos: int
     arrived: float
-
-
-@dataclass(slots=True)
-class Prepared:
-    items: list[Inbound]
-    events: list[tuple[Inbound, Event]] = field(default_factory=list)
-    rejections: list[Rejection] = field(default_factory=list)
-
-
-class Abandoned(Exception):
-    """Stopping while the database is away: the batch in hand stays unacknowledged."""
-
-
-def is_transient(exc: BaseException) -> bool:
-    """A failure of the database or the connection (retry), not of the data."""
-    if isinstance(exc, asyncpg.PostgresError):
-        return str(exc.sqlstate or "").startswith(TRANSIENT_SQLSTATE)
-    return isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError | asyncpg.InternalClientError)
 
 
 class Inbox:
@@ -112,19 +92,56 @@ class Inbox:
             await asyncio.wait_for(self._wake.wait(), timeout)
 
 
+class WriterProcess:
+    """The worker's end of the pipe to its writer process (:mod:`sensors.writer`)."""
+
+    def __init__(self, settings: Settings, name: str) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.name = name
+        self.stopping = ctx.Event()
+        self._conn, child = ctx.Pipe()
+        # Started from the main thread: the writer's parent-death signal follows this thread.
+        self.process = ctx.Process(target=writer.main, args=(child, settings, self.stopping),
+                                   name=f"ingest-writer-{name}", daemon=True)
+        self.process.start()
+        child.close()
+
+    async def send(self, batch: list[tuple[str, bytes]] | None) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self._conn.send, batch)
+
+    async def reply(self) -> tuple[Any, ...]:
+        """The next reply that is not a note: ``("ready",)``, ``("done", Summary)``, …"""
+        loop = asyncio.get_running_loop()
+        while True:
+            message = await loop.run_in_executor(None, self._conn.recv)
+            if message[0] == "abandoned":
+                raise Abandoned(message[1])
+            if message[0] != "db_error":
+                return message
+            metrics.DB_ERRORS.labels(self.name).inc()
+
+    def close(self) -> None:
+        self.stopping.set()
+        with suppress(OSError):
+            self._conn.send(None)
+        self.process.join(timeout=30)
+        if self.process.is_alive():
+            self.process.kill()
+        self._conn.close()
+
+
 class Worker:
-    """One ingest worker: a persistent MQTT session and a small asyncpg pool."""
+    """One ingest worker: a persistent MQTT session and a writer process."""
 
     def __init__(self, settings: Settings, *, client_id: str, name: str = "0") -> None:
         self.settings = settings
         self.client_id = client_id
         self.name = name
-        self.directory = Directory()
         self.topic = f"$share/{settings.mqtt_share_group}/{settings.mqtt_topic_root}/#"
         self._pending: dict[int, Inbound] = {}  # current connection's unacknowledged messages
         self._pending_lock = threading.Lock()
         self._stop = False
-        self._pool: asyncpg.Pool | None = None
+        self._writer: WriterProcess | None = None
 
     @property
     def receive_maximum(self) -> int:
@@ -134,23 +151,30 @@ class Worker:
     def stop(self) -> None:
         """Finish the batches in hand, acknowledge them, disconnect (the session persists)."""
         self._stop = True
+        if self._writer is not None:
+            self._writer.stopping.set()
         if hasattr(self, "inbox"):
             self.inbox.wake()
 
     async def run(self) -> None:
         """Run until :meth:`stop`."""
         self.inbox = Inbox(asyncio.get_running_loop(), self.settings.ingest_batch_size)
-        self._pool = pool = await self._retry(self._create_pool, what="connect to PostgreSQL")
-        self.client = self._start_mqtt()
-        ready: asyncio.Queue[Prepared | None] = asyncio.Queue(maxsize=1)
+        self._writer = WriterProcess(self.settings, self.name)
+        if self._stop:
+            self._writer.stopping.set()
+        self.client: mqtt.Client | None = None
+        in_flight: asyncio.Queue[list[Inbound] | None] = asyncio.Queue(maxsize=IN_FLIGHT)
         try:
-            await asyncio.gather(self._prepare_loop(ready), self._write_loop(ready))
+            await self._writer.reply()  # ("ready",): connected to PostgreSQL
+            self.client = self._start_mqtt()
+            await asyncio.gather(self._forward_loop(in_flight), self._ack_loop(in_flight))
         except Abandoned as exc:
             log.warning("stopping with a batch not written (%s); the broker keeps it", exc)
         finally:
-            self.client.disconnect()
-            self.client.loop_stop()
-            await pool.close()
+            if self.client is not None:
+                self.client.disconnect()
+                self.client.loop_stop()
+            self._writer.close()
 
     # --- MQTT (paho's thread) ---
 
@@ -183,17 +207,19 @@ class Worker:
             log.warning("disconnected from the broker (%s); paho reconnects", reason)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        # Runs for every message in paho's thread, which receiving keeps busy: the least work.
         try:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = msg._topic.decode("utf-8", "replace")
         item = Inbound(topic, bytes(msg.payload), msg.mid, msg.qos, time.monotonic())
-        if msg.qos:
+        if item.qos:
             with self._pending_lock:
-                self._pending[msg.mid] = item
+                self._pending[item.mid] = item
         self.inbox.put(item)
 
     def _ack(self, items: list[Inbound]) -> None:
+        assert self.client is not None
         with self._pending_lock:
             for item in items:
                 if item.qos and self._pending.get(item.mid) is item:
@@ -202,121 +228,38 @@ class Worker:
 
     # --- batches (asyncio) ---
 
-    async def _prepare_loop(self, ready: asyncio.Queue[Prepared | None]) -> None:
+    async def _forward_loop(self, in_flight: asyncio.Queue[list[Inbound] | None]) -> None:
+        assert self._writer is not None
         flush_s = self.settings.ingest_flush_ms / 1000
         try:
             # On stop, what is still in the inbox stays unacknowledged: the broker resends it.
             while not self._stop:
                 batch = await self.inbox.take(flush_s, lambda: self._stop)
                 if batch:
-                    await ready.put(await self._prepare(batch))
+                    await in_flight.put(batch)  # waits while IN_FLIGHT batches are at the writer
+                    await self._writer.send([(i.topic, i.payload) for i in batch])
         finally:
-            await ready.put(None)
+            await in_flight.put(None)
 
-    async def _prepare(self, items: list[Inbound]) -> Prepared:
-        prepared = Prepared(items)
-        parsed = []
-        for item in items:
-            try:
-                parsed.append((item, occupancy.parse_message(item.topic, item.payload,
-                                                             root=self.settings.mqtt_topic_root)))
-            except Rejected as rej:
-                prepared.rejections.append(Rejection(item.topic, item.payload, rej.stored_reason))
-        sensor_ids, facility_ids = self.directory.wanted(m for _, m in parsed)
-        if sensor_ids or facility_ids:
-            await self._with_db(lambda conn: self.directory.fetch(
-                conn, sensor_ids=sensor_ids, facility_ids=facility_ids), what="look up sensors")
-        now = datetime.now(UTC)
-        for item, message in parsed:
-            try:
-                prepared.events.append((item, occupancy.validate(
-                    message, directory=self.directory, now=now,
-                    max_clock_skew_s=self.settings.max_clock_skew_s)))
-            except Rejected as rej:
-                prepared.rejections.append(Rejection(item.topic, item.payload, rej.stored_reason))
-        return prepared
+    async def _ack_loop(self, in_flight: asyncio.Queue[list[Inbound] | None]) -> None:
+        assert self._writer is not None
+        while (items := await in_flight.get()) is not None:
+            _, summary = await self._writer.reply()  # ("done", Summary): the batch is committed
+            self._ack(items)
+            self._observe(items, summary)
 
-    async def _write_loop(self, ready: asyncio.Queue[Prepared | None]) -> None:
-        while (prepared := await ready.get()) is not None:
-            started = time.monotonic()
-            result = await self._commit(prepared)
-            self._ack(prepared.items)
-            self._observe(prepared, result, time.monotonic() - started)
-
-    async def _commit(self, prepared: Prepared) -> occupancy.BatchResult | None:
-        events = [e for _, e in prepared.events]
-
-        async def write(conn: asyncpg.Connection) -> occupancy.BatchResult:
-            async with conn.transaction():
-                return await occupancy.write_batch(conn, events, rejections=prepared.rejections)
-
-        try:
-            return await self._with_db(write, what="write a batch")
-        except asyncpg.PostgresError as exc:  # the data, not the database: isolate the culprit
-            log.error("batch failed (%s); writing its events one by one", exc)
-        await self._commit_one_by_one(prepared)
-        return None
-
-    async def _commit_one_by_one(self, prepared: Prepared) -> None:
-        async def write(events: list[Event], rejections: list[Rejection]) -> None:
-            await self._with_db(lambda conn: _write_single(conn, events, rejections), what="write an event")
-
-        for item, event in prepared.events:
-            try:
-                await write([event], [])
-            except asyncpg.PostgresError as exc:
-                await write([], [Rejection(item.topic, item.payload, f"write_failed: {exc}"[:300])])
-        await write([], prepared.rejections)
-
-    async def _with_db(self, body: Callable[[asyncpg.Connection], Awaitable[T]], *, what: str) -> T:
-        """Run ``body`` on a pooled connection, retrying transient failures with backoff."""
-        assert self._pool is not None
-        pool = self._pool
-
-        async def attempt() -> T:
-            async with pool.acquire() as conn:
-                return await body(conn)
-
-        return await self._retry(attempt, what=what)
-
-    async def _retry(self, attempt: Callable[[], Awaitable[T]], *, what: str) -> T:
-        delay = 0.1
-        while True:
-            try:
-                return await attempt()
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                if self._stop:  # leave it unacknowledged: the broker resends it to the next worker
-                    raise Abandoned(what) from exc
-                metrics.DB_ERRORS.labels(self.name).inc()
-                log.warning("could not %s (%s: %s); retrying in %.1f s", what, type(exc).__name__, exc, delay)
-            await asyncio.sleep(delay)  # backoff while the database is away, not a test wait
-            delay = min(delay * 2, 5.0)
-
-    async def _create_pool(self) -> asyncpg.Pool:
-        return await asyncpg.create_pool(self.settings.asyncpg_dsn, min_size=1, max_size=3,
-                                         command_timeout=60, timeout=10)
-
-    def _observe(self, prepared: Prepared, result: occupancy.BatchResult | None, seconds: float) -> None:
+    def _observe(self, items: list[Inbound], summary: Summary) -> None:
         name, now = self.name, time.monotonic()
-        metrics.MESSAGES.labels(name).inc(len(prepared.items))
-        metrics.BATCH_SIZE.labels(name).observe(len(prepared.items))
-        metrics.BATCH_SECONDS.labels(name).observe(seconds)
-        metrics.QUEUE_LAG.labels(name).set(now - prepared.items[0].arrived)
+        metrics.MESSAGES.labels(name).inc(len(items))
+        metrics.BATCH_SIZE.labels(name).observe(len(items))
+        metrics.BATCH_SECONDS.labels(name).observe(summary.seconds)
+        metrics.QUEUE_LAG.labels(name).set(now - items[0].arrived)
         metrics.BUFFERED.labels(name).set(len(self.inbox))
-        for _, event in prepared.events:
-            metrics.EVENTS.labels(name, type(event).__name__.lower()).inc()
-        for rejection in prepared.rejections:
-            metrics.REJECTED.labels(name, rejection.reason.split(":", 1)[0]).inc()
-        if result is not None:
-            n_occ = sum(isinstance(e, occupancy.Occupancy) for _, e in prepared.events)
-            metrics.DUPLICATES.labels(name).inc(max(0, n_occ - result.history_inserted))
-        if prepared.events:
-            newest = max(e.observed_at for _, e in prepared.events)
-            metrics.LAG.labels(name).set((datetime.now(UTC) - newest).total_seconds())
-
-
-async def _write_single(conn: asyncpg.Connection, events: list[Event], rejections: list[Rejection]) -> None:
-    async with conn.transaction():
-        await occupancy.write_batch(conn, events, rejections=rejections)
+        for kind, n in summary.events.items():
+            metrics.EVENTS.labels(name, kind).inc(n)
+        for reason, n in summary.rejected.items():
+            metrics.REJECTED.labels(name, reason).inc(n)
+        if summary.duplicates is not None:
+            metrics.DUPLICATES.labels(name).inc(summary.duplicates)
+        if summary.newest is not None:
+            metrics.LAG.labels(name).set((datetime.now(UTC) - summary.newest).total_seconds())

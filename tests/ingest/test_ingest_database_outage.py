@@ -65,3 +65,29 @@ async def _all_there(settings: Any, n: int) -> bool:
         return await count_rows(settings, "SELECT count(*) FROM occupancy_events") >= n
     except OSError:
         return False
+
+
+async def test_stop_while_database_is_down_keeps_the_batch_for_the_next_start(
+        private_pg: PrivatePostgres, broker: Any, ingest_factory: Any) -> None:
+    settings = make_settings("citypark_outage_stop", database_url=private_pg.dsn("citypark_outage_stop"))
+    await database.migrate(settings)
+    engine = create_engine(settings, pool_size=1)
+    async with AsyncSession(engine) as session, session.begin():
+        await seed_service.seed_demo(session, name="tiedong")
+    await engine.dispose()
+
+    ingest = ingest_factory(settings, broker.url)
+    await poll(ingest.subscribed, timeout=20)
+    truth = make_truth(settings, await sensors_of(settings, 100), 5, seed=7)
+    private_pg.stop()
+    publisher = Publisher(broker.url)
+    publisher.publish(truth.messages)  # nothing can be written: the writer retries
+    await poll(lambda: ingest.log().count("could not ") >= 2, timeout=20)
+    assert ingest.stop() == 0  # stops promptly, acknowledging nothing
+    assert "the broker keeps it" in ingest.log()
+    private_pg.start()
+    ingest.start()  # the same client id: the persistent session resends what was not acknowledged
+    await poll(lambda: _all_there(settings, len(truth.events)), timeout=40)
+    publisher.close()
+    await assert_history_and_state(settings, truth)
+    assert ingest.alive()
