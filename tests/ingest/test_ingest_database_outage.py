@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db import create_engine
 from app.services import database
 from app.services import seed as seed_service
+from app.settings import Settings
 from tests.conftest import make_settings, poll
 from tests.ingest.harness import (
     PrivatePostgres,
@@ -33,14 +34,20 @@ def private_pg() -> Iterator[PrivatePostgres]:
     pg.remove()
 
 
-async def test_database_stop_and_start_mid_stream(private_pg: PrivatePostgres, broker: Any,
-                                                  ingest_factory: Any) -> None:
-    settings = make_settings("citypark_outage", database_url=private_pg.dsn("citypark_outage"))
+async def _seeded_database(pg: PrivatePostgres, name: str) -> Settings:
+    """A migrated database with the demo district on the private cluster."""
+    settings = make_settings(name, database_url=pg.dsn(name))
     await database.migrate(settings)
     engine = create_engine(settings, pool_size=1)
     async with AsyncSession(engine) as session, session.begin():
         await seed_service.seed_demo(session, name="tiedong")
     await engine.dispose()
+    return settings
+
+
+async def test_database_stop_and_start_mid_stream(private_pg: PrivatePostgres, broker: Any,
+                                                  ingest_factory: Any) -> None:
+    settings = await _seeded_database(private_pg, "citypark_outage")
 
     ingest = ingest_factory(settings, broker.url)
     await poll(ingest.subscribed, timeout=20)
@@ -69,12 +76,7 @@ async def _all_there(settings: Any, n: int) -> bool:
 
 async def test_stop_while_database_is_down_keeps_the_batch_for_the_next_start(
         private_pg: PrivatePostgres, broker: Any, ingest_factory: Any) -> None:
-    settings = make_settings("citypark_outage_stop", database_url=private_pg.dsn("citypark_outage_stop"))
-    await database.migrate(settings)
-    engine = create_engine(settings, pool_size=1)
-    async with AsyncSession(engine) as session, session.begin():
-        await seed_service.seed_demo(session, name="tiedong")
-    await engine.dispose()
+    settings = await _seeded_database(private_pg, "citypark_outage_stop")
 
     ingest = ingest_factory(settings, broker.url)
     await poll(ingest.subscribed, timeout=20)

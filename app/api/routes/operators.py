@@ -9,6 +9,7 @@ The body is read raw (not parsed by FastAPI) so that a malformed one is recorded
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -77,14 +78,10 @@ async def push_occupancy(
     session: SessionDep, settings: SettingsDep,
 ) -> Any:
     require_operator_of(operator_id, principal)
-    body = await request.body()
-    try:
-        event = await occupancy_service.push_occupancy(
-            session, settings=settings, operator_id=operator_id, sensor_id=sensor_id, body=body)
-    except DomainError as exc:
-        return await _rejected(session, settings, f"{operator_id}/sensors/{sensor_id}/occupancy", body, exc)
-    invalidate(request.app)
-    return PushAccepted(kind="occupancy", id=sensor_id, observed_at=event.observed_at)
+    return await _push(
+        request, session, settings, "occupancy", sensor_id, f"{operator_id}/sensors/{sensor_id}/occupancy",
+        lambda body: occupancy_service.push_occupancy(
+            session, settings=settings, operator_id=operator_id, sensor_id=sensor_id, body=body))
 
 
 @router.post(
@@ -97,14 +94,24 @@ async def push_count(
     session: SessionDep, settings: SettingsDep,
 ) -> Any:
     require_operator_of(operator_id, principal)
+    return await _push(
+        request, session, settings, "count", facility_id, f"{operator_id}/facilities/{facility_id}/count",
+        lambda body: occupancy_service.push_count(
+            session, settings=settings, operator_id=operator_id, facility_id=facility_id, body=body))
+
+
+async def _push(
+    request: Request, session: Any, settings: Any, kind: Literal["occupancy", "count"], target_id: str,
+    topic_tail: str, write: Callable[[bytes], Awaitable[Any]],
+) -> Any:
+    """Run one push through the shared write path; a rejection is stored and answered 4xx."""
     body = await request.body()
     try:
-        event = await occupancy_service.push_count(
-            session, settings=settings, operator_id=operator_id, facility_id=facility_id, body=body)
+        event = await write(body)
     except DomainError as exc:
-        return await _rejected(session, settings, f"{operator_id}/facilities/{facility_id}/count", body, exc)
+        return await _rejected(session, settings, topic_tail, body, exc)
     invalidate(request.app)
-    return PushAccepted(kind="count", id=facility_id, observed_at=event.observed_at)
+    return PushAccepted(kind=kind, id=target_id, observed_at=event.observed_at)
 
 
 async def _rejected(session: Any, settings: Any, topic_tail: str, body: bytes, exc: DomainError) -> JSONResponse:
