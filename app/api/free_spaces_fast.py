@@ -58,7 +58,10 @@ class FreeSpacesFastPath:
 
 def parse(raw: str, settings: Any) -> dict[str, Any] | None:
     """The index query for a plain, valid JSON request; None for anything else."""
-    pairs = parse_qsl(raw, keep_blank_values=True)
+    if "%" in raw or "+" in raw:  # escaped: let the standard parser unquote
+        pairs = parse_qsl(raw, keep_blank_values=True)
+    else:  # the common case, split as parse_qsl would
+        pairs = [(k, v) for k, _, v in (p.partition("=") for p in raw.split("&") if p)]
     params = dict(pairs)
     if len(params) != len(pairs) or not params.keys() <= KEYS or params.get("format", "json") != "json":
         return None

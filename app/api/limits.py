@@ -124,9 +124,12 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _content_length(scope)
+        declared, chunked = _body_headers(scope)
         if declared is not None and declared > self.max_bytes:
             await send_error(send, 413, "payload_too_large", f"request body larger than {self.max_bytes} bytes")
+            return
+        if declared is None and not chunked:  # no body at all (RFC 9112 §6.3): nothing to count
+            await self.app(scope, receive, send)
             return
         await self.app(scope, self._counting(receive), send)
 
@@ -144,11 +147,16 @@ class BodySizeLimitMiddleware:
         return counted
 
 
-def _content_length(scope: Scope) -> int | None:
+def _body_headers(scope: Scope) -> tuple[int | None, bool]:
+    """The declared Content-Length (None when absent or unreadable) and whether a
+    Transfer-Encoding is given (a body of unknown length follows)."""
+    length, chunked = None, False
     for name, value in scope.get("headers", ()):
         if name == b"content-length":
-            return int(value) if value.isdigit() else None
-    return None
+            length = int(value) if value.isdigit() else -1
+        elif name == b"transfer-encoding":
+            chunked = True
+    return (None if length == -1 else length), chunked or length == -1
 
 
 def install(app: FastAPI, settings: Settings) -> None:

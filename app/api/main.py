@@ -9,10 +9,10 @@ from contextlib import asynccontextmanager
 from types import ModuleType
 
 from fastapi import APIRouter, FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
 from app.api import errors as api_errors
 from app.api import limits, openapi, routes
+from app.api.cors import CORSMiddleware
 from app.db import create_engine, create_sessionmaker
 from app.settings import Settings, get_settings
 

@@ -1,8 +1,10 @@
 """An in-memory index of free spaces, one per API process, for ``GET /v1/spaces/free``.
 
-Reads must cost almost nothing beyond HTTP, so they never touch PostgreSQL: a k-d tree over
-every space (unit-sphere coordinates, so chord order is great-circle order) plus arrays of
-state. The index follows the database: ``NOTIFY space_state`` (ingest) and ``NOTIFY
+Reads must cost almost nothing beyond HTTP, so they never touch PostgreSQL: the spaces are
+kept in the order of a grid of square cells (:class:`Grid`), so the cells around a point are a
+few contiguous slices of plain arrays and a query is a handful of numpy calls (a k-d tree's
+per-query overhead alone cost more than that); candidates are ranked by great-circle distance.
+The index follows the database: ``NOTIFY space_state`` (ingest) and ``NOTIFY
 assignments`` (holds) name the spaces to re-read, and a full reload runs every ``reload_s``
 to pick up inventory changes and anything missed. Holds are still *decided* in PostgreSQL;
 the index only answers "which spaces look free, nearest first", with the same rules as the
@@ -19,9 +21,8 @@ from typing import Any
 import asyncpg
 import numpy as np
 from numpy.typing import NDArray
-from scipy.spatial import cKDTree
 
-from app.services.geo import EARTH_RADIUS_M, haversine_m
+from app.services.geo import EARTH_RADIUS_M
 from app.services.matching_eligibility import Eligibility
 
 # Whole columns in id order, as arrays: one row, decoded in C by asyncpg.
@@ -59,10 +60,79 @@ WHERE hold && tstzrange(now(), NULL) AND lower(hold) > to_timestamp($1)
 """
 
 
-def unit_xyz(lat: Any, lon: Any) -> NDArray[np.float64]:
-    """Points on the unit sphere for (lat, lon) in degrees, shape (n, 3)."""
-    la, lo = np.radians(np.asarray(lat, float)), np.radians(np.asarray(lon, float))
-    return np.column_stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)])
+CELL_M = 50.0
+MAX_DENSE_CELLS = 4_000_000  # 100 km × 100 km of 50 m cells
+_M_PER_DEG = math.pi * EARTH_RADIUS_M / 180
+_TWO_R = 2 * EARTH_RADIUS_M  # great circle = 2R·asin(chord / 2), chord = √(2 − 2 a·b)
+# Window half-widths tried in turn (cells): steps of ~1.5× up to beyond any radius.
+_HALF_WIDTHS = tuple(sorted({2**k for k in range(23)} | {3 * 2**k for k in range(22)}))
+
+
+class Grid:
+    """Square ``cell_m`` cells of an equirectangular projection around the points' centre.
+
+    ``order`` sorts the points by cell key ``cx * ny + cy``; once they are stored in that order
+    (as :class:`FreeIndex` does), the cells of one grid column of a window are one contiguous
+    run ``[start[key_lo], start[key_hi + 1])``.
+    """
+
+    def __init__(self, lat: NDArray[np.float64], lon: NDArray[np.float64], cell_m: float = CELL_M) -> None:
+        self.cell_m = cell_m
+        self.lat0, self.lon0 = float(np.mean(lat)), float(np.mean(lon))
+        self.cos0 = math.cos(math.radians(self.lat0))
+        self.max_abs_lat = float(np.abs(lat).max())
+        self._covered: list[float] = []
+        x, y = self._project(lat, lon)
+        self.x_min, self.y_min = float(x.min()), float(y.min())
+        cx = ((x - self.x_min) // cell_m).astype(np.int64)
+        cy = ((y - self.y_min) // cell_m).astype(np.int64)
+        self.nx, self.ny = int(cx.max()) + 1, int(cy.max()) + 1
+        keys = cx * self.ny + cy
+        self.order = np.argsort(keys, kind="stable")
+        self.keys = keys[self.order]
+        # Run starts as a plain list (cheap to index from Python) for a city-sized grid;
+        # larger grids find their runs with searchsorted.
+        cells = self.nx * self.ny
+        self.start: list[int] | None = (
+            np.searchsorted(self.keys, np.arange(cells + 1)).tolist() if cells <= MAX_DENSE_CELLS else None)
+
+    def _project(self, lat: Any, lon: Any) -> tuple[Any, Any]:
+        return (lon - self.lon0) * self.cos0 * _M_PER_DEG, (lat - self.lat0) * _M_PER_DEG
+
+    def cell(self, lat: float, lon: float) -> tuple[int, int]:
+        """The cell (column, row) of a point, possibly outside the grid."""
+        x, y = self._project(lat, lon)
+        return math.floor((x - self.x_min) / self.cell_m), math.floor((y - self.y_min) / self.cell_m)
+
+    def runs(self, cx: int, cy: int, r: int) -> list[tuple[int, int]]:
+        """Non-empty ``[a, b)`` runs (in sorted order) of the cells ``cx ± r`` × ``cy ± r``."""
+        x_lo, x_hi, y_lo, y_hi = max(cx - r, 0), min(cx + r, self.nx - 1), max(cy - r, 0), min(cy + r, self.ny - 1)
+        if x_lo > x_hi or y_lo > y_hi:
+            return []
+        columns = range(x_lo * self.ny, x_hi * self.ny + 1, self.ny)
+        if self.start is not None:
+            start = self.start
+            return [(start[c + y_lo], start[c + y_hi + 1]) for c in columns if start[c + y_hi + 1] > start[c + y_lo]]
+        found = self.keys.searchsorted([c + y_lo for c in columns] + [c + y_hi + 1 for c in columns]).tolist()
+        return [(a, b) for a, b in zip(found[:len(columns)], found[len(columns):], strict=True) if b > a]
+
+    def spans(self, cx: int, cy: int, r: int) -> bool:
+        """Whether the window of half-width ``r`` around cell (cx, cy) holds the whole grid."""
+        return cx - r <= 0 and cy - r <= 0 and cx + r >= self.nx - 1 and cy + r >= self.ny - 1
+
+    def covered_dot(self, step: int) -> float:
+        """:func:`_dot_within` of ``covered_m`` for half-width ``_HALF_WIDTHS[step]`` anywhere on the grid
+        (taken at the grid's most poleward edge, where east-west metres per cell are fewest)."""
+        while len(self._covered) <= step:
+            self._covered.append(_dot_within(self.covered_m(self.max_abs_lat, _HALF_WIDTHS[len(self._covered)])))
+        return self._covered[step]
+
+    def covered_m(self, lat: float, r: int) -> float:
+        """True distance within which every point lies inside the window of half-width ``r`` cells
+        around a point at ``lat``: north-south exact, east-west scaled by cos(lat) / cos(lat0)."""
+        half = r * self.cell_m
+        furthest = min(abs(lat) + half / _M_PER_DEG, 90.0)
+        return half * min(1.0, math.cos(math.radians(furthest)) / self.cos0) * 0.999
 
 
 @dataclass
@@ -74,8 +144,23 @@ class State:
     held_until: NDArray[np.float64]
 
 
+def unit_xyz(lat: Any, lon: Any) -> NDArray[np.float64]:
+    """Points on the unit sphere for (lat, lon) in degrees, shape (n, 3): chord order is
+    great-circle order."""
+    la, lo = np.radians(np.asarray(lat, float)), np.radians(np.asarray(lon, float))
+    return np.column_stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)])
+
+
 class FreeIndex:
-    """Nearest free spaces from memory; see the module docstring."""
+    """Nearest free spaces from memory; see the module docstring.
+
+    Spaces are stored in grid order: position ``i`` of every array (``ids``, ``lat``, ``state``…)
+    is the same space, and ``pos`` maps an id to its position. A space is free while
+    ``lo[i] <= now < hi[i]``: ``lo`` is the end of its hold, ``hi`` the moment its sensor goes
+    stale (``-inf`` when it is occupied, unknown or excluded). ``free`` caches that test for
+    every space, valid from ``_free_at`` until ``_free_until``, the next moment any space's
+    answer changes by time alone; a change of state updates it in place.
+    """
 
     def __init__(self, stale_after_s: float) -> None:
         self.stale_after_s = stale_after_s
@@ -84,7 +169,10 @@ class FreeIndex:
         self.signature: tuple[int, int] | None = None
         self.loaded_at = 0.0
         self._eligibility_at = -1.0
-        self._tree: cKDTree | None = None
+        self._grid: Grid | None = None
+        self._by_id: list[str] = []
+        self._r_hint = 0  # which half-width sufficed last (speed only, never the answer)
+        self._free_at = self._free_until = -math.inf
 
     async def load(self, conn: asyncpg.Connection) -> None:
         """Read every space (when the inventory changed) and every state."""
@@ -95,30 +183,49 @@ class FreeIndex:
         await self.refresh(conn, None)
         self.loaded_at = time.monotonic()
 
-    def _inventory(self, row: asyncpg.Record) -> None:
+    def _inventory(self, row: Any) -> None:
+        """The spaces (columns in id order, as ``SPACES_SQL`` returns them), stored in grid order."""
         ids, facility, lat, lon, accessible, ev, no_parking = (list(c or []) for c in row)
-        self.ids, self.pos = ids, {sid: i for i, sid in enumerate(ids)}
-        self.facility = np.array(facility, dtype=object)
-        self.lat, self.lon = np.array(lat, dtype=float), np.array(lon, dtype=float)
-        self.accessible, self.ev = np.array(accessible, dtype=bool), np.array(ev, dtype=bool)
-        self.no_parking = np.array(no_parking, dtype=bool)
+        self._by_id = ids
+        lat_a, lon_a = np.array(lat, dtype=float), np.array(lon, dtype=float)
+        self._grid = Grid(lat_a, lon_a) if ids else None
+        order = self._grid.order if self._grid else np.empty(0, dtype=np.int64)
+        self._order = order  # grid position -> id-order position
+        self.ids = [ids[i] for i in order.tolist()]
+        self.pos = {sid: i for i, sid in enumerate(self.ids)}
+        self.facility = np.array(facility, dtype=object)[order]
+        self.lat, self.lon = lat_a[order], lon_a[order]
+        self.accessible = np.array(accessible, dtype=bool)[order]
+        self.ev = np.array(ev, dtype=bool)[order]
+        self.no_parking = np.array(no_parking, dtype=bool)[order]
         self.excluded = self.no_parking.copy()
+        self.xyz = unit_xyz(self.lat, self.lon)
+        self._positions = np.arange(len(ids))
+        self._rows = list(zip(self.ids, self.facility.tolist(), self.lat.tolist(), self.lon.tolist(), strict=True))
         n = len(ids)
         self.state = State(np.full(n, -1, np.int8), np.full(n, np.nan), np.full(n, np.nan))
-        self._tree = cKDTree(unit_xyz(self.lat, self.lon)) if n else None
         self._eligibility_at = -1.0
+        self._derive()
+
+    def set_states(self, occupied: Any, seen: Any, held_until: Any) -> None:
+        """Whole state columns in id order (as ``ALL_STATES_SQL`` returns them)."""
+        order = self._order
+        self.state = State(np.array(occupied, np.int8)[order], np.array(seen, float)[order],
+                           np.array(held_until, float)[order])
+        self._derive()
 
     async def refresh(self, conn: asyncpg.Connection, ids: list[str] | None) -> None:
         """Re-read the state of ``ids`` (all spaces, as whole columns, when None)."""
         if ids is None:
             row = await conn.fetchrow(ALL_STATES_SQL)
-            if list(row[0] or []) == self.ids:  # else the inventory moved: next load rebuilds it
-                self.state = State(np.array(row[1], np.int8), *(np.array(c, float) for c in row[2:]))
+            if list(row[0] or []) == self._by_id:  # else the inventory moved: next load rebuilds it
+                self.set_states(*row[1:])
             return
         for r in await conn.fetch(SOME_STATES_SQL, ids):
             i = self.pos.get(r[0])
             if i is not None:
                 self.state.occupied[i], self.state.seen[i], self.state.held_until[i] = r[1], r[2], r[3]
+                self._derive_one(i)
 
     async def poll_holds(self, conn: asyncpg.Connection, since: float) -> float:
         """Mark holds placed since ``since`` (epoch s); returns the database's clock."""
@@ -132,6 +239,7 @@ class FreeIndex:
         i = self.pos.get(space_id)
         if i is not None and not self.state.held_until[i] >= until:
             self.state.held_until[i] = until
+            self._derive_one(i)
 
     def apply(self, eligibility: Eligibility) -> None:
         """Exclude spaces of closed facilities and blocked spaces (when eligibility changed)."""
@@ -141,48 +249,104 @@ class FreeIndex:
         blocked = np.isin(np.array(self.ids, dtype=object), list(eligibility.blocked_spaces))
         self.excluded = self.no_parking | closed | blocked
         self._eligibility_at = eligibility.taken_at
+        self._derive()
+
+    # --- free or not -------------------------------------------------------------------------
+
+    def _derive(self) -> None:
+        """``lo``/``hi`` of every space from the state; the ``free`` cache is recomputed on use."""
+        s = self.state
+        self.lo = np.nan_to_num(s.held_until, nan=-np.inf)
+        usable = (s.occupied == 0) & ~self.excluded
+        self.hi = np.where(usable, np.nan_to_num(s.seen + self.stale_after_s, nan=-np.inf), -np.inf)
+        self._free_at = self._free_until = -math.inf
+
+    def _derive_one(self, i: int) -> None:
+        s = self.state
+        lo = float(s.held_until[i]) if s.held_until[i] == s.held_until[i] else -math.inf
+        usable = s.occupied[i] == 0 and not self.excluded[i] and s.seen[i] == s.seen[i]
+        hi = float(s.seen[i]) + self.stale_after_s if usable else -math.inf
+        self.lo[i], self.hi[i] = lo, hi
+        if self._free_at > -math.inf:
+            now = self._free_at
+            self.free[i] = lo <= now < hi
+            for t in (lo, hi):
+                if now < t < self._free_until:
+                    self._free_until = t
+
+    def _free_now(self, now: float) -> NDArray[np.bool_]:
+        """Which spaces are free at ``now`` (cached until some space's answer changes by time)."""
+        if not self._free_at <= now < self._free_until:
+            self.free = (self.lo <= now) & (now < self.hi)
+            later = np.concatenate([self.lo[self.lo > now], self.hi[self.hi > now]])
+            self._free_at, self._free_until = now, float(later.min()) if len(later) else math.inf
+        return self.free
+
+    # --- queries -----------------------------------------------------------------------------
 
     def nearest(self, lat: float, lon: float, *, limit: int, radius_m: float,
                 accessible: bool = False, ev: bool = False, now: float | None = None) -> list[dict[str, Any]]:
         """Up to ``limit`` free spaces within ``radius_m`` of (lat, lon), nearest first."""
-        return self._rows(self.nearest_idx(lat, lon, limit=limit, radius_m=radius_m, accessible=accessible,
-                                           ev=ev, now=now), lat, lon)
+        found = self.search(lat, lon, limit=limit, radius_m=radius_m, accessible=accessible, ev=ev, now=now)
+        rows = self._rows
+        return [{"space_id": rows[i][0], "facility_id": rows[i][1], "lat": rows[i][2], "lon": rows[i][3],
+                 "distance_m": round(d, 1)} for i, d in found]
 
-    def nearest_idx(self, lat: float, lon: float, *, limit: int, radius_m: float, accessible: bool = False,
-                    ev: bool = False, now: float | None = None,
-                    exclude: set[str] | None = None) -> NDArray[np.int_]:
-        """Positions of up to ``limit`` free spaces within ``radius_m``, nearest first, none in ``exclude``."""
-        if self._tree is None:
-            return np.empty(0, dtype=int)
-        now = time.time() if now is None else now
-        chord = 2 * math.sin(min(radius_m / EARTH_RADIUS_M, math.pi) / 2)
+    def search(self, lat: float, lon: float, *, limit: int, radius_m: float, accessible: bool = False,
+               ev: bool = False, now: float | None = None,
+               exclude: set[str] | None = None) -> list[tuple[int, float]]:
+        """``(position, great-circle metres)`` of up to ``limit`` free spaces within ``radius_m``,
+        nearest first, none in ``exclude``.
+
+        Grows a window of cells until it holds ``limit`` free spaces nearer than anything outside
+        it, or covers ``radius_m``, and ranks what it holds by chord (= great-circle) distance.
+        """
+        grid = self._grid
+        if grid is None or limit <= 0:
+            return []
+        free = self._free_now(time.time() if now is None else now)
+        cx, cy = grid.cell(lat, lon)
         la, lo = math.radians(lat), math.radians(lon)
-        point = (math.cos(la) * math.cos(lo), math.cos(la) * math.sin(lo), math.sin(la))
-        k = min(len(self.ids), max(16, limit * 2))
+        point = np.array((math.cos(la) * math.cos(lo), math.cos(la) * math.sin(lo), math.sin(la)))
+        least_dot = _dot_within(radius_m)
+        step = self._r_hint
         while True:
-            dist, idx = self._tree.query(point, k=k, distance_upper_bound=chord * (1 + 1e-9))
-            idx = np.atleast_1d(idx)[np.isfinite(np.atleast_1d(dist))]
-            good = idx[self._free(idx, now, accessible, ev)]
-            if exclude:
-                good = good[[self.ids[i] not in exclude for i in good.tolist()]]
-            if len(good) >= limit or len(idx) < k or k == len(self.ids):
-                return good[:limit]
-            k = min(len(self.ids), k * 4)
+            runs = grid.runs(cx, cy, _HALF_WIDTHS[step])
+            if len(runs) == 1:
+                pos = self._positions[runs[0][0]:runs[0][1]]
+            else:
+                pos = np.concatenate([self._positions[a:b] for a, b in runs]) if runs else self._positions[:0]
+            ok = free[pos]
+            if accessible:
+                ok &= self.accessible[pos]
+            if ev:
+                ok &= self.ev[pos]
+            pos = pos[ok]
+            dot = self.xyz[pos] @ point
+            order = np.argsort(-dot)
+            covered = grid.covered_dot(step)
+            # the window holds the whole answer when it covers the radius or the grid
+            final = covered <= least_dot or grid.spans(cx, cy, _HALF_WIDTHS[step])
+            found: list[tuple[int, float]] = []
+            for i, d in zip(pos[order].tolist(), dot[order].tolist(), strict=True):
+                if d < least_dot:
+                    final = True  # beyond the radius: nothing further counts
+                    break
+                if d < covered and not final:
+                    break  # the window may miss spaces nearer than this one: widen it
+                if not (exclude and self.ids[i] in exclude):
+                    found.append((i, d))
+                    if len(found) == limit:
+                        final = True
+                        break
+            if final:
+                if step and found and found[-1][1] >= grid.covered_dot(step - 1):
+                    step -= 1  # a smaller window would have done
+                self._r_hint = step
+                return [(i, _TWO_R * math.asin(min(1.0, math.sqrt(max(0.0, 2 - 2 * d)) / 2))) for i, d in found]
+            step += 1
 
-    def _free(self, idx: NDArray[np.int_], now: float, accessible: bool, ev: bool) -> NDArray[np.bool_]:
-        s = self.state
-        ok = (s.occupied[idx] == 0) & (s.seen[idx] > now - self.stale_after_s) & ~self.excluded[idx]
-        ok &= ~(s.held_until[idx] > now)
-        if accessible:
-            ok &= self.accessible[idx]
-        if ev:
-            ok &= self.ev[idx]
-        return ok
 
-    def _rows(self, idx: NDArray[np.int_], lat: float, lon: float) -> list[dict[str, Any]]:
-        rows = []
-        for i in idx.tolist():
-            la, lo = float(self.lat[i]), float(self.lon[i])
-            rows.append({"space_id": self.ids[i], "facility_id": self.facility[i], "lat": la, "lon": lo,
-                         "distance_m": round(haversine_m(lat, lon, la, lo), 1)})
-        return rows
+def _dot_within(distance_m: float) -> float:
+    """The least dot product of unit vectors at most ``distance_m`` apart (|a - b|² = 2 - 2 a·b)."""
+    return 1 - 2 * math.sin(min(distance_m / EARTH_RADIUS_M, math.pi) / 2) ** 2

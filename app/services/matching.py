@@ -33,7 +33,7 @@ import matching
 from app.errors import InvalidInput, NoFreeSpace, NotFound
 from app.services import matching_sql as sql
 from app.services.free_index import FreeIndex
-from app.services.geo import EARTH_RADIUS_M, haversine_m
+from app.services.geo import haversine_m
 from app.services.keys import Principal
 from app.services.matching_eligibility import Eligibility
 from app.settings import Settings
@@ -138,23 +138,13 @@ def index_options(index: FreeIndex, batch: Batch, *, k: int = CANDIDATES_PER_DRI
     hold itself is still decided by PostgreSQL, which rejects a space taken meanwhile.
     """
     out: list[list[Option]] = []
+    facility, lat, lon, accessible, ev = (index.facility, index.lat, index.lon, index.accessible, index.ev)
     for r, excluded in zip(batch.requests, batch.excluded, strict=True):
-        idx = index.nearest_idx(r.lat, r.lon, limit=k, radius_m=r.radius_m, accessible=r.accessible,
-                                ev=r.ev, exclude=excluded)
-        lat, lon = index.lat[idx], index.lon[idx]
-        dist = haversine_many(r.lat, r.lon, lat, lon)
-        out.append([Option(f, index.ids[i], la, lo, d, a, e) for i, f, la, lo, d, a, e in zip(
-            idx.tolist(), index.facility[idx].tolist(), lat.tolist(), lon.tolist(), dist.tolist(),
-            index.accessible[idx].tolist(), index.ev[idx].tolist(), strict=True)])
+        found = index.search(r.lat, r.lon, limit=k, radius_m=r.radius_m, accessible=r.accessible, ev=r.ev,
+                             exclude=excluded)
+        out.append([Option(facility[i], index.ids[i], float(lat[i]), float(lon[i]), d, bool(accessible[i]),
+                           bool(ev[i])) for i, d in found])
     return out
-
-
-def haversine_many(lat: float, lon: float, lats: Any, lons: Any) -> Any:
-    """Great-circle metres from (lat, lon) to arrays of points (as ``geo.haversine_m``)."""
-    p1, p2 = np.radians(lat), np.radians(lats)
-    dp, dl = p2 - p1, np.radians(lons) - np.radians(lon)
-    h = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(h))
 
 
 async def counted_options(conn: AsyncConnection | AsyncSession, batch: Batch, *, settings: Settings,

@@ -39,3 +39,8 @@ def test_fast_path_takes_only_plain_valid_queries() -> None:
                 "lat=1&lon=1&ev=yes", "lat=1&lon=1&x=2", "lat=nan&lon=1", "lat=1&lon=1&radius_m=0",
                 f"lat=1&lon=1&radius_m={settings.max_radius_m + 1}", "lat=1&lat=2&lon=1"):
         assert free_spaces_fast.parse(odd, settings) is None, odd
+    # the plain split and the standard parser (taken for escaped queries) read the same
+    for raw, escaped in (("lat=41.1&lon=122.99&limit=5&ev=true", "lat=41%2E1&lon=122.99&limit=5&ev=tru%65"),
+                         ("&lat=41.1&&lon=-1&", "lat=41.1&lon=%2D1")):
+        assert free_spaces_fast.parse(raw, settings) == free_spaces_fast.parse(escaped, settings) is not None, raw
+    assert free_spaces_fast.parse("lat=1&lon=1&ev=", settings) is free_spaces_fast.parse("lat=1&lon=1&ev=+", settings)
