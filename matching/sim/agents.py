@@ -28,6 +28,7 @@ class Car:
     heading: int = 0
     to_turn: float = 0.0
     parked_at: float = math.nan
+    gave_up_at: float = math.nan
     space: int = -1
     gone_on_arrival: int = 0
     gone_to_user: int = 0

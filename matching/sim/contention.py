@@ -1,9 +1,11 @@
 """Greedy vs batch-optimal on identical batches under contention.
 
-A batch of drivers (200–800 m from destinations around the district's hotspots) asks at once
-while free spaces are scarce: ``demand_ratio`` drivers per free space. Both methods get the
-same requests, the same k nearest free candidates per driver, and repeat on what is left
-until every driver is served, so the totals compare like with like.
+A batch of drivers (200–800 m from their destinations) asks at once while free spaces are
+scarce: ``demand_ratio`` drivers per free space. Destinations are either around the
+district's hotspots (a peak at a few places) or spread over the district (demand meeting
+supply everywhere). Both methods get the same requests, the same k nearest free candidates
+per driver, and repeat on what is left until every driver is served, so the totals compare
+like with like.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class ContentionResult:
     """Totals over the batches of one contention level."""
 
     demand_ratio: float
+    spread: bool
     batches: int
     drivers: int
     greedy_cost_s: float
@@ -45,17 +48,18 @@ class ContentionResult:
 
 
 def contention(district: District, demand_ratio: float, seeds: range, free_share: float = 0.05,
-               k: int = 20) -> ContentionResult:
-    """Solve the same batches greedily and optimally; ``free_share`` of the spaces are free."""
+               k: int = 20, spread: bool = False) -> ContentionResult:
+    """Solve the same batches greedily and optimally; ``free_share`` of the spaces are free;
+    destinations around hotspots, or uniform over the district when ``spread``."""
     totals = np.zeros(3)
     drivers = 0
     for seed in seeds:
-        free, dest, pos = _batch(district, demand_ratio, free_share, seed)
+        free, dest, pos = _batch(district, demand_ratio, free_share, seed, spread)
         totals += [_serve_all(district, free, dest, pos, k, greedy_picks),
                    _serve_all(district, free, dest, pos, k, optimal_picks),
                    _serve_all(district, free, dest, pos, k, _alone)]
         drivers += len(dest)
-    return ContentionResult(demand_ratio, len(seeds), drivers, *map(float, totals))
+    return ContentionResult(demand_ratio, spread, len(seeds), drivers, *map(float, totals))
 
 
 def _alone(problem: Problem) -> dict[int, int]:
@@ -65,12 +69,13 @@ def _alone(problem: Problem) -> dict[int, int]:
     return {int(problem.rows[order[f]]): int(order[f]) for f in first}
 
 
-def _batch(district: District, ratio: float, free_share: float, seed: int) -> tuple[np.ndarray, Floats, Floats]:
+def _batch(district: District, ratio: float, free_share: float, seed: int,
+           spread: bool) -> tuple[np.ndarray, Floats, Floats]:
     rng = np.random.default_rng(seed)
     free = rng.random(len(district.xy)) < free_share
     count = max(1, int(round(ratio * free.sum())))
     hot = district.hotspots[rng.integers(0, len(district.hotspots), count)]
-    dest = hot + rng.normal(0, 150, (count, 2))
+    dest = rng.uniform(*district.bounds, (count, 2)) if spread else hot + rng.normal(0, 150, (count, 2))
     angle, reach = rng.uniform(0, 2 * np.pi, count), rng.uniform(200, 800, count)
     pos = dest + np.column_stack([np.cos(angle), np.sin(angle)]) * reach[:, None]
     return free, dest, pos

@@ -171,7 +171,7 @@ def _advance(car: Car, world: World, policy: Policy) -> None:
     """Move one car for one step and settle what happens where it gets to."""
     if world.t - car.t0 > world.config.max_search_s:
         world.release(car)
-        car.phase = "failed"
+        car.phase, car.gave_up_at = "failed", world.t
     elif car.phase == "approach":
         _approach(car, world, policy)
     elif car.phase == "to_dest":

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.spatial import cKDTree
 
 from matching.geo import project
 
@@ -41,23 +42,41 @@ def district_from_geojson(name: str, collections: Iterable[dict[str, Any]]) -> D
     origin = (float(lonlat[:, 1].mean()), float(lonlat[:, 0].mean()))
     x, y = project(lonlat[:, 1], lonlat[:, 0], origin)
     xy = np.column_stack([x, y])
-    rng = np.random.default_rng(0)
-    return District(name, xy, xy[rng.choice(len(xy), size=max(4, len(xy) // 260), replace=False)])
+    return District(name, xy, places(np.random.default_rng(0), xy, max(4, len(xy) // 260)))
 
 
 def synthetic_district(n: int, seed: int = 0, block_m: float = 100.0) -> District:
     """``n`` spaces laid out like the demo district: ~60 % in lots, the rest on curb segments.
 
     Lots are grids of bays (2.5 m × 5 m) of 40–250 spaces inside blocks; curb segments are
-    one block long with a space every 6 m along a street. One hotspot per ~260 spaces.
+    one block long with a space every 6 m along a street. One hotspot per ~260 spaces, at
+    block centres (see :func:`places`).
     """
     rng = np.random.default_rng(seed)
     side = block_m * max(3, int(np.ceil(np.sqrt(n) * 30 / block_m)))
     lots = _lots(rng, int(n * 0.6), side, block_m)
     curbs = _curbs(rng, n - len(lots), side, block_m)
     xy = np.vstack([lots, curbs])
-    hotspots = xy[rng.choice(len(xy), size=max(4, n // 260), replace=False)]
-    return District(f"synthetic-{n}", xy, hotspots)
+    return District(f"synthetic-{n}", xy, places(rng, xy, max(4, n // 260), block_m))
+
+
+def places(rng: np.random.Generator, xy: Floats, count: int, block_m: float | None = None,
+           parking_within_m: float = 150.0) -> Floats:
+    """``count`` places people drive to (stations, squares, offices): random points of the
+    district (block centres when ``block_m`` is given) with parking within ``parking_within_m``.
+
+    Places are drawn independently of where the parking is — a destination is a building,
+    not a car park, so drivers do not find a 250-bay lot at every destination by construction.
+    """
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    tree, found = cKDTree(xy), []
+    while len(found) < count:
+        points = rng.uniform(lo, hi, (4 * count, 2))
+        if block_m:
+            points = np.floor(points / block_m) * block_m + block_m / 2
+        near = tree.query(points)[0] <= parking_within_m
+        found.extend(points[near][: count - len(found)])
+    return np.asarray(found, dtype=np.float64)
 
 
 def _lots(rng: np.random.Generator, count: int, side: float, block_m: float) -> Floats:

@@ -24,7 +24,7 @@ def _app(middleware: type, *, vary: bool, origins: list[str]) -> Starlette:
 
 @pytest.mark.parametrize("vary", [False, True])
 @pytest.mark.parametrize("origins", [["*"], ["https://map.example"]])
-@pytest.mark.parametrize("method, headers", [
+@pytest.mark.parametrize(("method", "headers"), [
     ("GET", {}),
     ("GET", {"Origin": "https://map.example"}),
     ("GET", {"Origin": "https://elsewhere.example"}),

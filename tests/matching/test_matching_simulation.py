@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from matching.sim import POLICIES, DemandSpec, SimConfig, make_demand, measure, run, synthetic_district
+from matching.sim.agents import Car
 from matching.sim.contention import contention
+from matching.sim.world import places
 
 DISTRICT = synthetic_district(400, seed=3)
 SPEC = DemandSpec(horizon_s=3600, peak_at_s=1800, peak_sd_s=600)
@@ -38,3 +40,23 @@ def test_batch_optimal_never_costs_more_than_greedy_on_the_same_batches() -> Non
     assert result.drivers > 0
     assert result.optimal_cost_s <= result.greedy_cost_s + 1e-6
     assert result.alone_cost_s <= result.optimal_cost_s + 1e-6
+
+
+def test_places_are_destinations_near_parking_not_parking_bays() -> None:
+    rng = np.random.default_rng(2)
+    found = places(rng, DISTRICT.xy, 30, block_m=100.0)
+    assert found.shape == (30, 2)
+    nearest = np.min(np.hypot(*(DISTRICT.xy[None, :, :] - found[:, None, :]).transpose(2, 0, 1)), axis=1)
+    assert (nearest <= 150.0).all()
+    assert np.allclose(found % 100.0, 50.0)  # block centres: drawn over the district, not among the bays
+    assert len({tuple(p) for p in found}) > 1
+
+
+def test_give_ups_count_with_the_time_they_searched() -> None:
+    world = run(DISTRICT, make_demand(DISTRICT, SPEC, 1), POLICIES["cruise"](), CONFIG, 1)[1]
+    parked = Car(0, t0=100.0, x=0.0, y=0.0, dest=(0.0, 0.0), stay_s=60.0, phase="parked", parked_at=160.0, space=0)
+    gave_up = Car(1, t0=100.0, x=0.0, y=0.0, dest=(0.0, 0.0), stay_s=60.0, phase="failed", gave_up_at=1000.0)
+    m = measure("x", [([parked, gave_up], world)], {})
+    assert m.mean_ttp_parked_s == 60.0
+    assert m.mean_ttp_s == (60.0 + 900.0) / 2
+    assert m.success_rate == 0.5
