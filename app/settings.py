@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     # matching
     hold_seconds: int = 600
     batch_window_ms: int = 200
+    batch_max: int = Field(default=16, ge=1)  # a batch this full is solved without waiting out the window
     arrival_radius_m: float = 150.0
     max_radius_m: float = 5000.0
     default_radius_m: float = 1000.0

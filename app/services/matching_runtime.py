@@ -1,8 +1,8 @@
 """Per-process machinery of matching: the batcher, the free-space index, the SSE hub, and the
 listener that keeps them current from PostgreSQL notifications.
 
-- :class:`Batcher` gathers assignment requests for ``batch_window_ms`` and solves them together
-  (0 = each alone, immediately).
+- :class:`Batcher` gathers assignment requests for ``batch_window_ms`` (or until ``batch_max``
+  are waiting) and solves them together (0 = each alone, immediately).
 - ``LISTEN space_state`` (sent by ingest after each committed batch, with the ids whose
   occupancy changed) refreshes those spaces in the :class:`FreeIndex` and settles holds on
   spaces now occupied (``matching_reassign``); ``LISTEN assignments`` (trigger of migration
@@ -36,7 +36,6 @@ from app.services.matching_reassign import handle_lost_holds
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
-MAX_BATCH = 500
 MAX_GROUP = 500  # holds per group-commit statement
 WRITERS = 2  # group-commit statements in flight per process
 TAKEN_S = 10.0  # a space lost to another hold reads held this long (the poll learns the real end)
@@ -50,10 +49,15 @@ Solver = Callable[[service.Batch, Any], Awaitable[list[list[service.Option]]]]
 
 
 class Batcher:
-    """Collects requests for ``window_s`` and hands each its options from one joint solve."""
+    """Collects requests for ``window_s`` and hands each its options from one joint solve.
 
-    def __init__(self, window_s: float, solve: Solver) -> None:
-        self.window_s, self.solve = window_s, solve
+    A batch is solved when its window ends or as soon as it holds ``max_size`` requests
+    (size or time, whichever comes first): under load nobody waits out the window for peers
+    that have already arrived.
+    """
+
+    def __init__(self, window_s: float, solve: Solver, max_size: int = 16) -> None:
+        self.window_s, self.solve, self.max_size = window_s, solve, max_size
         self.pending: list[Pending] = []
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -68,7 +72,7 @@ class Batcher:
             return (await self.solve(service.Batch([request], [excluded]), conn))[0]
         future: asyncio.Future[list[service.Option]] = asyncio.get_running_loop().create_future()
         self.pending.append((request, excluded, future))
-        if len(self.pending) >= MAX_BATCH:
+        if len(self.pending) >= self.max_size:
             self._fire()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.window_s, self._fire)
@@ -232,7 +236,7 @@ class MatchingRuntime:
         self.eligibility = EligibilityCache(settings.timezone)
         self.index = FreeIndex(settings.stale_after_s)
         self.hub = Hub()
-        self.batcher = Batcher(settings.batch_window_ms / 1000, self.solve)
+        self.batcher = Batcher(settings.batch_window_ms / 1000, self.solve, settings.batch_max)
         self.ready = False
         self._dirty: set[str] = set()
         self._occupied: set[str] = set()

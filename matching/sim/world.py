@@ -69,7 +69,7 @@ def places(rng: np.random.Generator, xy: Floats, count: int, block_m: float | No
     not a car park, so drivers do not find a 250-bay lot at every destination by construction.
     """
     lo, hi = xy.min(axis=0), xy.max(axis=0)
-    tree, found = cKDTree(xy), []
+    tree, found = cKDTree(xy), list[Floats]()
     while len(found) < count:
         points = rng.uniform(lo, hi, (4 * count, 2))
         if block_m:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 from app.api import free_spaces_fast
 from app.services import matching as service
 from app.services.matching_eligibility import Eligibility
+from app.services.matching_runtime import Batcher
 from app.settings import Settings
 
 # Two drivers, two spaces 60 m apart on a line: A at the west end, B between.
@@ -44,3 +46,19 @@ def test_fast_path_takes_only_plain_valid_queries() -> None:
                          ("&lat=41.1&&lon=-1&", "lat=41.1&lon=%2D1")):
         assert free_spaces_fast.parse(raw, settings) == free_spaces_fast.parse(escaped, settings) is not None, raw
     assert free_spaces_fast.parse("lat=1&lon=1&ev=", settings) is free_spaces_fast.parse("lat=1&lon=1&ev=+", settings)
+
+
+async def test_batcher_solves_by_size_or_by_time() -> None:
+    sizes: list[int] = []
+
+    async def solve(batch: service.Batch, _conn: object) -> list[list[service.Option]]:
+        sizes.append(len(batch.requests))
+        return [[WEST] for _ in batch.requests]
+
+    full = Batcher(window_s=3600, solve=solve, max_size=3)  # the window would never end in this test
+    results = await asyncio.wait_for(asyncio.gather(*(full.propose(A, set()) for _ in range(3))), timeout=60)
+    assert sizes == [3]
+    assert results == [[WEST]] * 3
+    short = Batcher(window_s=0.05, solve=solve, max_size=3)
+    await asyncio.wait_for(asyncio.gather(*(short.propose(A, set()) for _ in range(2))), timeout=60)
+    assert sizes == [3, 2]  # two requests: solved together when the window ended
