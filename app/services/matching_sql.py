@@ -81,7 +81,7 @@ ON CONFLICT DO NOTHING
 RETURNING id, expires_at
 """)
 
-# Many holds in one statement (group commit, ``matching_runtime.HoldWriter``): each row is
+# Many holds in one statement (group commit, ``matching_holds.HoldWriter``): each row is
 # inserted only if its space still reads free and fresh, and the exclusion constraint drops a
 # row whose space another transaction holds (``ON CONFLICT DO NOTHING``). Rows come sorted by
 # space id so concurrent writers take their conflicts in one order (no deadlock).
