@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from app.services import free_index
 from app.services.free_index import FreeIndex
 from app.services.matching_eligibility import Eligibility
 
@@ -113,3 +114,16 @@ def test_free_answer_follows_time_and_changes() -> None:
     assert ids(NOW - 10) == ["b", "c"]  # asking about an earlier moment recomputes, not reuses
     index.apply(Eligibility(closed={"f"}, taken_at=1.0))
     assert ids(NOW + 201) == []
+
+
+def test_large_grids_find_their_runs_without_the_dense_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(free_index, "MAX_DENSE_CELLS", 0)
+    rng = np.random.default_rng(6)
+    pts = rng.uniform([31.2, 121.4], [31.25, 121.45], (1500, 2))
+    index = _index(pts[:, 0], pts[:, 1], rng)
+    assert index._grid is not None
+    assert index._grid.start is None
+    for _ in range(60):
+        lat, lon = rng.uniform([31.19, 121.39], [31.26, 121.46])
+        radius = float(rng.choice([100, 800, 5000]))
+        _check(index, float(lat), float(lon), limit=int(rng.integers(1, 30)), radius_m=radius, now=NOW)
