@@ -120,9 +120,12 @@ class Grid:
         """Whether the window of half-width ``r`` around cell (cx, cy) holds the whole grid."""
         return cx - r <= 0 and cy - r <= 0 and cx + r >= self.nx - 1 and cy + r >= self.ny - 1
 
-    def covered_dot(self, step: int) -> float:
-        """:func:`_dot_within` of ``covered_m`` for half-width ``_HALF_WIDTHS[step]`` anywhere on the grid
-        (taken at the grid's most poleward edge, where east-west metres per cell are fewest)."""
+    def covered_dot(self, step: int, lat: float) -> float:
+        """:func:`_dot_within` of ``covered_m`` for half-width ``_HALF_WIDTHS[step]`` around a point at
+        ``lat``: for points within the grid's latitudes, one cached value taken at its most poleward
+        edge (where east-west metres per cell are fewest)."""
+        if abs(lat) > self.max_abs_lat:
+            return _dot_within(self.covered_m(lat, _HALF_WIDTHS[step]))
         while len(self._covered) <= step:
             self._covered.append(_dot_within(self.covered_m(self.max_abs_lat, _HALF_WIDTHS[len(self._covered)])))
         return self._covered[step]
@@ -324,7 +327,7 @@ class FreeIndex:
             pos = pos[ok]
             dot = self.xyz[pos] @ point
             order = np.argsort(-dot)
-            covered = grid.covered_dot(step)
+            covered = grid.covered_dot(step, lat)
             # the window holds the whole answer when it covers the radius or the grid
             final = covered <= least_dot or grid.spans(cx, cy, _HALF_WIDTHS[step])
             found: list[tuple[int, float]] = []
@@ -340,7 +343,7 @@ class FreeIndex:
                         final = True
                         break
             if final:
-                if step and found and found[-1][1] >= grid.covered_dot(step - 1):
+                if step and found and found[-1][1] >= grid.covered_dot(step - 1, lat):
                     step -= 1  # a smaller window would have done
                 self._r_hint = step
                 return [(i, _TWO_R * math.asin(min(1.0, math.sqrt(max(0.0, 2 - 2 * d)) / 2))) for i, d in found]
