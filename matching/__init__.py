@@ -8,7 +8,7 @@ projects latitude/longitude into such a frame.
 from matching.cost import CostModel
 from matching.model import Driver, Hold, Space
 from matching.reassign import reassign
-from matching.solve import Assignment, assign_greedy, assign_optimal
+from matching.solve import Assignment, assign_greedy, assign_optimal, candidate_depth
 
 __all__ = [
     "Assignment",
@@ -18,5 +18,6 @@ __all__ = [
     "Space",
     "assign_greedy",
     "assign_optimal",
+    "candidate_depth",
     "reassign",
 ]

@@ -4,6 +4,10 @@ Each driver brings its own candidate list (e.g. its k nearest free spaces); the 
 bipartite graph of all those lists. The optimal solution first serves as many drivers as
 possible, then minimises the total cost; it is solved exactly by scipy's sparse
 minimum-weight full bipartite matching (LAPJVsp), not by hand-written Hungarian code.
+
+How many candidates each driver needs is :func:`candidate_depth`: a batch of n drivers needs
+each driver's n cheapest spaces for its optimum over the candidates to be the optimum over all
+free spaces, so the depth grows with the batch.
 """
 
 from __future__ import annotations
@@ -18,6 +22,27 @@ from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
 from matching.cost import CostModel
 from matching.model import Driver, Space
+
+BASE_CANDIDATES = 20
+MAX_CANDIDATES = 128
+
+
+def candidate_depth(drivers: int, base: int = BASE_CANDIDATES, cap: int = MAX_CANDIDATES) -> int:
+    """Candidates to fetch per driver for a batch of ``drivers``: ``max(base, drivers)``, at most
+    ``cap`` (``base`` wins over ``cap``).
+
+    Exchange argument: in a batch of n drivers, the other n - 1 drivers use at most n - 1 of a
+    driver's n cheapest spaces, so a driver given anything worse could move to a free one of them
+    and the total would not grow (and an unserved driver could be served). Some optimum over all
+    free spaces therefore uses only each driver's n cheapest, and solving over those is exact;
+    with fewer, a contended batch is solved over an arbitrarily truncated graph. Up to ``cap``
+    drivers, then, the batch decision is exact (when candidates are ranked by cost; ranked by
+    distance, as nearest-first queries give them, it is exact for the walk and close for the
+    rest).
+    """
+    if drivers < 0:
+        raise ValueError("drivers must be >= 0")
+    return max(base, min(drivers, cap))
 
 
 @dataclass(frozen=True)

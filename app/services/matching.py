@@ -58,6 +58,14 @@ class AssignmentRequest:
     radius_m: float = 1000.0
     stay_minutes: float | None = None
 
+    @property
+    def goal(self) -> tuple[float, float]:
+        """Where the search is centred: the destination when given (the walk is the cost that
+        counts), else the driver's position. ``radius_m`` is measured from here."""
+        if self.dest_lat is not None and self.dest_lon is not None:
+            return self.dest_lat, self.dest_lon
+        return self.lat, self.lon
+
 
 @dataclass(frozen=True)
 class Option:
@@ -110,12 +118,14 @@ def check_limit(limit: int) -> int:
 
 
 async def fetch_options(conn: AsyncConnection | AsyncSession, batch: Batch, *, settings: Settings,
-                        eligibility: Eligibility, k: int = CANDIDATES_PER_DRIVER,
+                        eligibility: Eligibility, k: int | None = None,
                         counted: bool = True) -> list[list[Option]]:
-    """Each request's ``k`` nearest free, unheld, eligible spaces (and counted lots)."""
+    """Each request's ``k`` free, unheld, eligible spaces nearest its goal (and counted lots);
+    ``k`` defaults to :func:`matching.candidate_depth` of the batch size."""
     reqs = batch.requests
+    k = solve.candidate_depth(len(reqs), CANDIDATES_PER_DRIVER) if k is None else k
     params = {
-        "lats": [r.lat for r in reqs], "lons": [r.lon for r in reqs],
+        "lats": [r.goal[0] for r in reqs], "lons": [r.goal[1] for r in reqs],
         "acc": [r.accessible for r in reqs], "ev": [r.ev for r in reqs],
         "radius": [r.radius_m for r in reqs], "k": [k] * len(reqs),
         "exclude": sorted(set().union(*batch.excluded)), "stale": float(settings.stale_after_s),
@@ -131,16 +141,18 @@ async def fetch_options(conn: AsyncConnection | AsyncSession, batch: Batch, *, s
     return out
 
 
-def index_options(index: FreeIndex, batch: Batch, *, k: int = CANDIDATES_PER_DRIVER) -> list[list[Option]]:
-    """Each request's ``k`` nearest free, unheld, eligible spaces from the process's index.
+def index_options(index: FreeIndex, batch: Batch, *, k: int | None = None) -> list[list[Option]]:
+    """Each request's ``k`` free, unheld, eligible spaces nearest its goal, from the process's
+    index (``k`` as in :func:`fetch_options`).
 
     Same rules as ``CANDIDATES`` (the index follows the database within a poll interval); the
     hold itself is still decided by PostgreSQL, which rejects a space taken meanwhile.
     """
     out: list[list[Option]] = []
+    k = solve.candidate_depth(len(batch.requests), CANDIDATES_PER_DRIVER) if k is None else k
     facility, lat, lon, accessible, ev = (index.facility, index.lat, index.lon, index.accessible, index.ev)
     for r, excluded in zip(batch.requests, batch.excluded, strict=True):
-        found = index.search(r.lat, r.lon, limit=k, radius_m=r.radius_m, accessible=r.accessible, ev=r.ev,
+        found = index.search(*r.goal, limit=k, radius_m=r.radius_m, accessible=r.accessible, ev=r.ev,
                              exclude=excluded)
         out.append([Option(facility[i], index.ids[i], float(lat[i]), float(lon[i]), d, bool(accessible[i]),
                            bool(ev[i])) for i, d in found])
@@ -162,7 +174,7 @@ async def _counted(conn: AsyncConnection | AsyncSession, r: AssignmentRequest, p
     if r.accessible or r.ev:  # a count says nothing about which kind of place is free
         return []
     rows = await conn.execute(sql.COUNTED, {
-        "lat": r.lat, "lon": r.lon, "radius": r.radius_m, "k": 5,
+        "lat": r.goal[0], "lon": r.goal[1], "radius": r.radius_m, "k": 5,
         "closed": params["closed"], "stale": params["stale"]})
     options = [Option(row["id"], None, row["lat"], row["lon"], row["distance_m"], places=row["places"])
                for row in rows.mappings()]
@@ -255,7 +267,7 @@ async def place_hold(session: AsyncSession, *, principal: Principal, request: As
         else:
             row = (await session.execute(sql.INSERT_SPACE_HOLD, params)).first()
         if row is not None:
-            return _created(row, option)
+            return _created(row, option, request)
     return None
 
 
@@ -267,15 +279,16 @@ def _hold_params(principal: Principal, r: AssignmentRequest, o: Option, settings
             "preferences": orjson.dumps(prefs).decode()}
 
 
-def _created(row: Any, o: Option) -> dict[str, Any]:
-    return created(row.id, row.expires_at, o)
+def _created(row: Any, o: Option, r: AssignmentRequest) -> dict[str, Any]:
+    return created(row.id, row.expires_at, o, r.lat, r.lon)
 
 
-def created(assignment_id: uuid.UUID, expires_at: datetime, o: Option) -> dict[str, Any]:
-    """The ``201`` body of a hold on ``o``."""
+def created(assignment_id: uuid.UUID, expires_at: datetime, o: Option, lat: float, lon: float) -> dict[str, Any]:
+    """The ``201`` body of a hold on ``o`` for a driver at ``lat, lon`` (``distance_m`` from the
+    driver, as ``GET /v1/assignments/{id}`` reports it)."""
     return {"id": str(assignment_id), "space_id": o.space_id, "facility_id": o.facility_id,
-            "lat": o.lat, "lon": o.lon, "distance_m": round(o.distance_m, 1), "status": "held",
-            "expires_at": expires_at}
+            "lat": o.lat, "lon": o.lon, "distance_m": round(haversine_m(lat, lon, o.lat, o.lon), 1),
+            "status": "held", "expires_at": expires_at}
 
 
 def hold_row(principal: Principal, r: AssignmentRequest) -> tuple[Any, ...]:

@@ -98,7 +98,7 @@ class HoldWriter:
             got = won.get(claim.row[0])
             if got is not None:
                 self.on_held(got["space_id"], got["expires_at"].timestamp())
-                claim.resolve(service.created(got["id"], got["expires_at"], claim.option))
+                claim.resolve(service.created(got["id"], got["expires_at"], claim.option, claim.row[2], claim.row[3]))
                 continue
             self.on_taken(claim.option.space_id or "")
             claim.pos += 1

@@ -49,7 +49,7 @@ async def reassign_one(session: AsyncSession, row: Any, *, settings: Settings,
     """Give the driver of ``row`` a new space (moving nearby holders only for the better)."""
     seeker = _request(row)
     holders = (await session.execute(sql.NEARBY_HOLDS, {
-        "id": row["id"], "lat": _goal(seeker)[0], "lon": _goal(seeker)[1],
+        "id": row["id"], "lat": seeker.goal[0], "lon": seeker.goal[1],
         "radius": NEARBY_RADIUS_M, "k": NEARBY_HOLDERS})).mappings().all()
     batch = service.Batch([seeker, *(_request(h) for h in holders)],
                           [{row["space_id"]}] + [set() for _ in holders])
@@ -103,10 +103,3 @@ def _request(row: Any) -> service.AssignmentRequest:
     return service.AssignmentRequest(
         row["lat"], row["lon"], row["dest_lat"], row["dest_lon"], bool(prefs.get("accessible")),
         bool(prefs.get("ev")), float(prefs.get("radius_m") or 1000.0), prefs.get("stay_minutes"))
-
-
-def _goal(r: service.AssignmentRequest) -> tuple[float, float]:
-    if r.dest_lat is not None and r.dest_lon is not None:
-        return r.dest_lat, r.dest_lon
-    return r.lat, r.lon
-

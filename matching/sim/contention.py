@@ -1,11 +1,13 @@
 """Greedy vs batch-optimal on identical batches under contention.
 
-A batch of drivers (200–800 m from their destinations) asks at once while free spaces are
-scarce: ``demand_ratio`` drivers per free space. Destinations are either around the
-district's hotspots (a peak at a few places) or spread over the district (demand meeting
-supply everywhere). Both methods get the same requests, the same k nearest free candidates
-per driver, and repeat on what is left until every driver is served, so the totals compare
-like with like.
+Drivers (200–800 m from their destinations) ask while free spaces are scarce: ``demand_ratio``
+drivers per free space. Destinations are either around the district's hotspots (a peak at a
+few places) or spread over the district (demand meeting supply everywhere). They are solved as
+one batch, or in batches of ``batch_size`` in the order they asked (as the service's
+``CITYPARK_BATCH_MAX`` cuts them). Both methods get the same requests and the same nearest free
+candidates per driver (:func:`matching.candidate_depth` of the batch, as the service fetches
+them), and repeat on what is left until every driver is served, so the totals compare like
+with like.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from scipy.spatial import cKDTree
 from matching.cost import CostModel
 from matching.model import Driver, Space
 from matching.sim.world import District, Floats
-from matching.solve import Problem, build_problem, greedy_picks, optimal_picks
+from matching.solve import Problem, build_problem, candidate_depth, greedy_picks, optimal_picks
 
 Solver = Callable[[Problem], dict[int, int]]
 
@@ -48,16 +50,21 @@ class ContentionResult:
 
 
 def contention(district: District, demand_ratio: float, seeds: range, free_share: float = 0.05,
-               k: int = 20, spread: bool = False) -> ContentionResult:
-    """Solve the same batches greedily and optimally; ``free_share`` of the spaces are free;
-    destinations around hotspots, or uniform over the district when ``spread``."""
+               k: int | None = None, spread: bool = False, batch_size: int | None = None) -> ContentionResult:
+    """Solve the same requests greedily and optimally; ``free_share`` of the spaces are free;
+    destinations around hotspots, or uniform over the district when ``spread``; ``k``
+    candidates per driver (default: :func:`matching.candidate_depth` of each batch)."""
     totals = np.zeros(3)
     drivers = 0
     for seed in seeds:
         free, dest, pos = _batch(district, demand_ratio, free_share, seed, spread)
-        totals += [_serve_all(district, free, dest, pos, k, greedy_picks),
-                   _serve_all(district, free, dest, pos, k, optimal_picks),
-                   _serve_all(district, free, dest, pos, k, _alone)]
+        size = batch_size or len(dest)
+        for n, solver in enumerate((greedy_picks, optimal_picks, _alone)):
+            left = free.copy()
+            for first in range(0, len(dest), size):
+                part = slice(first, first + size)
+                fresh = free.copy() if solver is _alone else left  # the bound ignores the others
+                totals[n] += _serve_all(district, fresh, dest[part], pos[part], k, solver)
         drivers += len(dest)
     return ContentionResult(demand_ratio, spread, len(seeds), drivers, *map(float, totals))
 
@@ -81,13 +88,15 @@ def _batch(district: District, ratio: float, free_share: float, seed: int,
     return free, dest, pos
 
 
-def _serve_all(district: District, free: np.ndarray, dest: Floats, pos: Floats, k: int,
+def _serve_all(district: District, free: np.ndarray, dest: Floats, pos: Floats, k: int | None,
                solver: Solver) -> float:
-    """Rounds of ``solver`` over the k nearest free spaces until all are served; total cost."""
-    free, todo, total, model = free.copy(), list(range(len(dest))), 0.0, CostModel()
+    """Rounds of ``solver`` over the nearest free spaces until all are served (``free`` is
+    updated in place); total cost."""
+    todo, total, model = list(range(len(dest))), 0.0, CostModel()
     while todo and free.any():
         idx = np.flatnonzero(free)
-        _, near = cKDTree(district.xy[idx]).query(dest[todo], k=min(k, len(idx)))
+        depth = candidate_depth(len(todo)) if k is None else k
+        _, near = cKDTree(district.xy[idx]).query(dest[todo], k=min(depth, len(idx)))
         near = idx[np.asarray(near).reshape(len(todo), -1)]
         drivers = [Driver(str(i), *pos[i], *dest[i]) for i in todo]
         cands = [[Space(str(j), *district.xy[j]) for j in row] for row in near]

@@ -12,7 +12,7 @@ from matching.model import Driver, Hold, Space
 from matching.reassign import reassign
 from matching.sim.agents import Car
 from matching.sim.engine import Policy, World
-from matching.solve import build_problem, greedy_picks, optimal_picks
+from matching.solve import build_problem, candidate_depth, greedy_picks, optimal_picks
 
 
 class BlindCruising:
@@ -84,7 +84,8 @@ class Holds:
         waiting = [c for c in self.pending if c.active and c.target < 0]
         free = _free(world)
         drivers = [_driver(c) for c in waiting]
-        cands = [[_space(world, s) for s in world.nearest(c.dest, world.config.candidates, free)] for c in waiting]
+        depth = candidate_depth(len(waiting), world.config.candidates)
+        cands = [[_space(world, s) for s in world.nearest(c.dest, depth, free)] for c in waiting]
         problem = build_problem(drivers, cands, world.cost)
         picks = optimal_picks(problem) if self.optimal else greedy_picks(problem)
         for i, k in picks.items():

@@ -7,7 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 
+from app.services.geo import haversine_m
 from app.settings import Settings
 from tests.conftest import app_client, make_committed_key, poll
 from tests.matching.conftest import fetch, set_state
@@ -86,6 +88,22 @@ async def test_a_held_space_leaves_the_free_list_and_comes_back_on_cancel(scratc
 async def _free_ids(client: httpx.AsyncClient, params: dict[str, Any], expect: list[str] | None = None) -> Any:
     ids = [r["space_id"] for r in (await client.get("/v1/spaces/free", params=params)).json()]
     return ids if expect is None else ids == expect
+
+
+async def test_with_a_destination_spaces_are_sought_around_it(matching_db: Settings) -> None:
+    """A driver 520 m away asks for a space within 150 m of where they are going: the radius and
+    the candidates are the destination's; ``distance_m`` is still from the driver."""
+    driver = await make_committed_key(matching_db, "driver")
+    far = (LAT + 0.0047, LON)
+    body = {"lat": far[0], "lon": far[1], "dest_lat": LAT, "dest_lon": LON, "radius_m": 150}
+    async with app_client(matching_db) as client:
+        held = await client.post("/v1/assignments", json=body, headers=driver)
+        await client.post(f"/v1/assignments/{held.json()['id']}/cancel", headers=driver)
+    got = held.json()
+    assert held.status_code == 201
+    assert haversine_m(LAT, LON, got["lat"], got["lon"]) <= 150
+    assert got["distance_m"] == pytest.approx(haversine_m(*far, got["lat"], got["lon"]), abs=0.1)
+    assert got["distance_m"] > 350
 
 
 async def test_a_hold_expires(scratch: Callable[..., Settings]) -> None:

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from matching import CostModel, Driver, Hold, Space, assign_greedy, assign_optimal, reassign
+from matching import CostModel, Driver, Hold, Space, assign_greedy, assign_optimal, candidate_depth, reassign
 
 MODEL = CostModel()
 SEEDS = range(120)
@@ -98,6 +98,43 @@ def test_optimal_prefers_serving_more_drivers_over_lower_cost() -> None:
     a, b = Driver("a", 0, 0), Driver("b", 10, 0)
     result = assign_optimal([a, b], [[close, far], [close]])
     assert result.space_of == {"a": "far", "b": "close"}
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_each_drivers_batch_size_cheapest_spaces_keep_the_optimum(seed: int) -> None:
+    """The exchange argument behind ``candidate_depth``: a batch of n drivers solved over each
+    driver's n cheapest spaces serves as many, as cheaply, as over every space."""
+    rng = np.random.default_rng(1000 + seed)
+    n = int(rng.integers(2, 7))
+    spaces = [Space(f"s{j}", *rng.normal(0, 150, 2), accessible=bool(rng.random() < 0.2))
+              for j in range(int(rng.integers(n, 3 * n + 2)))]
+    drivers = [Driver(f"d{i}", *rng.uniform(-800, 800, 2), *rng.normal(0, 100, 2),
+                      accessible=bool(rng.random() < 0.2)) for i in range(n)]
+    full = assign_optimal(drivers, [spaces] * n, MODEL)
+    cheapest = [sorted(spaces, key=lambda s, d=d: MODEL.cost(d, s))[:n] for d in drivers]
+    deep = assign_optimal(drivers, cheapest, MODEL)
+    assert deep.assigned == full.assigned
+    assert deep.total_cost == pytest.approx(full.total_cost, rel=1e-9, abs=1e-6)
+
+
+def test_fewer_candidates_than_drivers_can_miss_the_optimum() -> None:
+    """Two drivers, one nearest space: with one candidate each, the second is left out."""
+    a, b, c = Space("a", 0, 0), Space("b", 60, 0), Space("c", -400, 0)
+    drivers = [Driver("x", 0, 0, 5, 0), Driver("y", 0, 0, -5, 0)]
+    by_cost = [sorted([a, b, c], key=lambda s, d=d: MODEL.cost(d, s)) for d in drivers]
+    shallow = assign_optimal(drivers, [cands[:1] for cands in by_cost], MODEL)
+    deep = assign_optimal(drivers, [cands[:candidate_depth(2, base=1)] for cands in by_cost], MODEL)
+    assert shallow.assigned == 1
+    assert deep.assigned == 2
+    assert deep.space_of == {"x": "b", "y": "a"}
+
+
+def test_candidate_depth_grows_with_the_batch_within_bounds() -> None:
+    assert [candidate_depth(n) for n in (0, 1, 20, 21, 64, 10_000)] == [20, 20, 20, 21, 64, 128]
+    assert candidate_depth(5, base=1, cap=3) == 3
+    assert candidate_depth(5, base=10, cap=3) == 10
+    with pytest.raises(ValueError, match="drivers"):
+        candidate_depth(-1)
 
 
 def test_counted_lot_serves_up_to_its_capacity() -> None:

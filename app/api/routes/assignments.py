@@ -48,11 +48,13 @@ def setup(app: FastAPI) -> None:
 class AssignmentIn(BaseModel):
     lat: float = Field(ge=-90, le=90, description="driver position, WGS84")
     lon: float = Field(ge=-180, le=180)
-    dest_lat: float | None = Field(None, ge=-90, le=90, description="destination (walking cost)")
+    dest_lat: float | None = Field(None, ge=-90, le=90,
+                                   description="destination: spaces are sought around it and priced by the walk")
     dest_lon: float | None = Field(None, ge=-180, le=180)
     accessible: bool = False
     ev: bool = False
-    radius_m: float | None = Field(None, gt=0, description="search radius; default and maximum from settings")
+    radius_m: float | None = Field(None, gt=0, description="search radius around the destination (around the "
+                                   "driver without one); default and maximum from settings")
     stay_minutes: float | None = Field(None, gt=0, le=10080, description="intended stay")
 
     @model_validator(mode="after")
@@ -73,7 +75,7 @@ class AssignmentCreated(BaseModel):
     facility_id: str
     lat: float
     lon: float
-    distance_m: float
+    distance_m: float = Field(description="metres from the driver's position to the held place")
     status: Status
     expires_at: datetime
 
