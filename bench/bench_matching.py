@@ -9,7 +9,8 @@ HTTP is measured with ``wrk`` (Lua scripts randomise the point), servers run wit
 2. its requests/s at 16 connections vs a hello-world FastAPI served the same way (≥ 0.6);
 3. 64 concurrent ``POST /v1/assignments``: spaces with two active holds (0) and throughput vs
    the bare KNN rate at the same concurrency (≥ 0.3×), for batch windows 0 and 200 ms;
-4. the batch solve time for 1,000 drivers × 20 candidates.
+4. the batch solve time for 1,000 drivers × 20 candidates, and × 128 (the depth the service
+   fetches for a batch that large, ``matching.candidate_depth``).
 """
 
 from __future__ import annotations
@@ -222,11 +223,12 @@ def main(spaces: int = 100_000, duration: float = 10.0, workers: int = 2,
     http = read_path(settings, workers, duration)
     writes = {w: asyncio.run(write_path(settings, prepared["key"], workers, duration, w)) for w in (0, 200)}
     solve = batch_solve_ms()
-    _report(spaces, workers, knn_p50, knn_rate, http, writes, solve)
+    deep = batch_solve_ms(k=matching.candidate_depth(1000), repeats=3)
+    _report(spaces, workers, knn_p50, knn_rate, http, writes, solve, deep)
 
 
 def _report(spaces: int, workers: int, knn_p50: float, knn_rate: float, http: dict[str, dict[str, float]],
-            writes: dict[int, dict[str, float]], solve: dict[str, float]) -> None:
+            writes: dict[int, dict[str, float]], solve: dict[str, float], deep: dict[str, float]) -> None:
     free1, free16, hello1, hello16 = http["free_1"], http["free_16"], http["hello_1"], http["hello_16"]
     print(f"bench_matching — {spaces} spaces, uvicorn workers {workers}, wrk, CITYPARK_RATE_LIMIT=0, "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end")
@@ -248,6 +250,8 @@ def _report(spaces: int, workers: int, knn_p50: float, knn_rate: float, http: di
               f"{w['rps'] / knn_rate:.2f}× bare KNN rate (target ≥ 0.3×); p50 {w['p50']:.1f} ms")
     print(f"batch solve, 1000 drivers × 20 candidates: optimal {solve['optimal']:.0f} ms, "
           f"greedy {solve['greedy']:.0f} ms (median of 5)")
+    print(f"batch solve, 1000 drivers × {matching.candidate_depth(1000)} candidates (the service's depth for "
+          f"such a batch): optimal {deep['optimal']:.0f} ms, greedy {deep['greedy']:.0f} ms (median of 3)")
 
 
 if __name__ == "__main__":

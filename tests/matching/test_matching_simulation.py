@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from matching.sim import POLICIES, DemandSpec, SimConfig, make_demand, measure, run, synthetic_district
 from matching.sim.agents import Car
@@ -40,6 +41,16 @@ def test_batch_optimal_never_costs_more_than_greedy_on_the_same_batches() -> Non
     assert result.drivers > 0
     assert result.optimal_cost_s <= result.greedy_cost_s + 1e-6
     assert result.alone_cost_s <= result.optimal_cost_s + 1e-6
+
+
+def test_batches_of_one_make_batch_optimal_exactly_greedy() -> None:
+    """Cut into batches of one driver, the optimum is each driver's cheapest space left: greedy."""
+    one = contention(DISTRICT, 1.0, range(3), batch_size=1, spread=True)
+    whole = contention(DISTRICT, 1.0, range(3), spread=True)
+    assert one.drivers == whole.drivers > 0
+    assert one.optimal_cost_s == pytest.approx(one.greedy_cost_s, rel=1e-12)
+    assert one.alone_cost_s == pytest.approx(whole.alone_cost_s, rel=1e-12)  # the bound ignores the cut
+    assert whole.optimal_cost_s < whole.greedy_cost_s
 
 
 def test_places_are_destinations_near_parking_not_parking_bays() -> None:
