@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from matching.model import Driver, Space
 
@@ -48,7 +48,11 @@ class CostModel:
         cols: NDArray[np.int_],
     ) -> Array:
         """Costs of the pairs ``(drivers[rows[k]], spaces[cols[k]])``, vectorised."""
-        d, s = _driver_arrays(drivers)[:, rows], _space_arrays(spaces)[:, cols]
+        return self.pair_costs(driver_columns(drivers)[:, rows], _space_arrays(spaces)[:, cols])
+
+    def pair_costs(self, d: Array, s: Array) -> Array:
+        """Costs of pairs given as columns: ``d`` as :func:`driver_columns` makes them, ``s`` as
+        :func:`space_columns`; they broadcast, e.g. one driver ``(7, 1)`` against ``(6, n)``."""
         drive_s = np.hypot(s[0] - d[0], s[1] - d[1]) * self.detour / self.drive_speed_mps
         walk_s = np.hypot(s[0] - d[2], s[1] - d[3]) * self.detour / self.walk_speed_mps
         total = drive_s + walk_s + self._penalties(d, s, drive_s)
@@ -56,17 +60,19 @@ class CostModel:
 
     def _penalties(self, d: Array, s: Array, drive_s: Array) -> Array:
         spare = (s[2] > d[4]) * self.spare_accessible_s + (s[3] > d[5]) * self.spare_ev_s
+        if np.isnan(d[6]).all():  # no intended stay given: nothing falls short
+            return spare
         usable_min = np.minimum(s[4] - drive_s / 60, s[5])
-        shortfall = np.nan_to_num(np.clip(d[6] - usable_min, 0, None), nan=0.0, posinf=0.0)
-        return spare + shortfall * self.short_stay_s_per_min
+        shortfall = np.clip(d[6] - usable_min, 0, None)
+        return spare + np.where(np.isfinite(shortfall), shortfall, 0.0) * self.short_stay_s_per_min
 
     def _excluded(self, d: Array, s: Array, drive_s: Array) -> NDArray[np.bool_]:
         lacks = (d[4] > s[2]) | (d[5] > s[3])
         return lacks | (s[4] * 60 <= drive_s)
 
 
-def _driver_arrays(drivers: Sequence[Driver]) -> Array:
-    """Rows: x, y, goal x, goal y, accessible, ev, stay minutes (inf = none given → nan-safe)."""
+def driver_columns(drivers: Sequence[Driver]) -> Array:
+    """Rows: x, y, goal x, goal y, accessible, ev, stay minutes (nan = none given)."""
     out = np.empty((7, len(drivers)))
     for i, d in enumerate(drivers):
         gx, gy = d.goal
@@ -75,8 +81,15 @@ def _driver_arrays(drivers: Sequence[Driver]) -> Array:
     return out
 
 
+def space_columns(x: ArrayLike, y: ArrayLike, accessible: ArrayLike, ev: ArrayLike,
+                  available_minutes: ArrayLike, max_stay_minutes: ArrayLike) -> Array:
+    """Spaces as rows x, y, accessible, ev, available minutes, max stay minutes (inf = unlimited),
+    for :meth:`CostModel.pair_costs` — the same as many :class:`Space` objects, without them."""
+    return np.array([x, y, accessible, ev, available_minutes, max_stay_minutes], dtype=float)
+
+
 def _space_arrays(spaces: Sequence[Space]) -> Array:
-    """Rows: x, y, accessible, ev, available minutes, max stay minutes (None → inf)."""
+    """:func:`space_columns` of ``Space`` objects (None → inf)."""
     out = np.empty((6, len(spaces)))
     for j, s in enumerate(spaces):
         avail = np.inf if s.available_minutes is None else s.available_minutes

@@ -169,6 +169,7 @@ class FreeIndex:
         self.stale_after_s = stale_after_s
         self.ids: list[str] = []
         self.pos: dict[str, int] = {}
+        self.rows: list[tuple[str, str, float, float, bool, bool]] = []
         self.signature: tuple[int, int] | None = None
         self.loaded_at = 0.0
         self._eligibility_at = -1.0
@@ -204,7 +205,9 @@ class FreeIndex:
         self.excluded = self.no_parking.copy()
         self.xyz = unit_xyz(self.lat, self.lon)
         self._positions = np.arange(len(ids))
-        self._rows = list(zip(self.ids, self.facility.tolist(), self.lat.tolist(), self.lon.tolist(), strict=True))
+        # per position, as Python objects (building answers from numpy scalars costs more)
+        self.rows = list(zip(self.facility.tolist(), self.ids, self.lat.tolist(), self.lon.tolist(),
+                             self.accessible.tolist(), self.ev.tolist(), strict=True))
         n = len(ids)
         self.state = State(np.full(n, -1, np.int8), np.full(n, np.nan), np.full(n, np.nan))
         self._eligibility_at = -1.0
@@ -291,8 +294,8 @@ class FreeIndex:
                 accessible: bool = False, ev: bool = False, now: float | None = None) -> list[dict[str, Any]]:
         """Up to ``limit`` free spaces within ``radius_m`` of (lat, lon), nearest first."""
         found = self.search(lat, lon, limit=limit, radius_m=radius_m, accessible=accessible, ev=ev, now=now)
-        rows = self._rows
-        return [{"space_id": rows[i][0], "facility_id": rows[i][1], "lat": rows[i][2], "lon": rows[i][3],
+        rows = self.rows
+        return [{"space_id": rows[i][1], "facility_id": rows[i][0], "lat": rows[i][2], "lon": rows[i][3],
                  "distance_m": round(d, 1)} for i, d in found]
 
     def search(self, lat: float, lon: float, *, limit: int, radius_m: float, accessible: bool = False,

@@ -18,11 +18,12 @@ spaces no worse for them).
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -38,9 +39,11 @@ from app.services.keys import Principal
 from app.services.matching_eligibility import Eligibility
 from app.settings import Settings
 from matching import solve
+from matching.cost import driver_columns, space_columns
 from matching.geo import project
 
 CANDIDATES_PER_DRIVER = 20
+MODEL = matching.CostModel()
 MAX_LIMIT = 100
 TERMINAL = ("arrived", "expired", "cancelled")
 
@@ -67,9 +70,11 @@ class AssignmentRequest:
         return self.lat, self.lon
 
 
-@dataclass(frozen=True)
-class Option:
-    """A place that may be held: a space, or a gate-counted facility (``space_id`` None)."""
+class Option(NamedTuple):
+    """A place that may be held: a space, or a gate-counted facility (``space_id`` None).
+
+    A named tuple, not a dataclass: every request builds a few dozen of them.
+    """
 
     facility_id: str
     space_id: str | None
@@ -150,12 +155,15 @@ def index_options(index: FreeIndex, batch: Batch, *, k: int | None = None) -> li
     """
     out: list[list[Option]] = []
     k = solve.candidate_depth(len(batch.requests), CANDIDATES_PER_DRIVER) if k is None else k
-    facility, lat, lon, accessible, ev = (index.facility, index.lat, index.lon, index.accessible, index.ev)
+    rows = index.rows  # (facility, id, lat, lon, accessible, ev) per position
     for r, excluded in zip(batch.requests, batch.excluded, strict=True):
         found = index.search(*r.goal, limit=k, radius_m=r.radius_m, accessible=r.accessible, ev=r.ev,
                              exclude=excluded)
-        out.append([Option(facility[i], index.ids[i], float(lat[i]), float(lon[i]), d, bool(accessible[i]),
-                           bool(ev[i])) for i, d in found])
+        options = []
+        for i, d in found:
+            facility, space, lat, lon, accessible, ev = rows[i]
+            options.append(Option(facility, space, lat, lon, d, accessible, ev))
+        out.append(options)
     return out
 
 
@@ -201,10 +209,10 @@ def plan(batch: Batch, options: list[list[Option]], *, eligibility: Eligibility,
         return []
     origin = (batch.requests[0].lat, batch.requests[0].lon)
     drivers = [to_driver(str(i), r, origin) for i, r in enumerate(batch.requests)]
-    spaces = [to_spaces(opts, origin, eligibility, now) for opts in options]
     if len(drivers) == 1:
-        return [_rank_one(drivers[0], spaces[0], options[0])]
-    problem = solve.build_problem(drivers, spaces, matching.CostModel())
+        return [_rank_one(drivers[0], options[0], origin, eligibility, now)]
+    spaces = [to_spaces(opts, origin, eligibility, now) for opts in options]
+    problem = solve.build_problem(drivers, spaces, MODEL)
     picks = solve.optimal_picks(problem)
     taken = {int(problem.cols[k]) for k in picks.values()}
     by_key = {o.key: o for opts in options for o in opts}
@@ -218,11 +226,34 @@ def plan(batch: Batch, options: list[list[Option]], *, eligibility: Eligibility,
     return out
 
 
-def _rank_one(driver: matching.Driver, spaces: list[matching.Space], options: list[Option]) -> list[Option]:
-    """One driver alone: the optimum is its cheapest candidate, so its options by cost suffice."""
-    n = len(spaces)
-    costs = matching.CostModel().edge_costs([driver], spaces, np.zeros(n, dtype=np.int_), np.arange(n))
-    return [options[j] for j in np.argsort(costs, kind="stable").tolist() if np.isfinite(costs[j])]
+def _rank_one(driver: matching.Driver, options: list[Option], origin: tuple[float, float], el: Eligibility,
+              now: datetime) -> list[Option]:
+    """One driver alone: the optimum is its cheapest candidate, so its options by cost suffice.
+    Priced as columns (:func:`matching.cost.space_columns`): no ``Space`` objects per request."""
+    if not options:
+        return []
+    xs, ys = project([o.lat for o in options], [o.lon for o in options], origin)
+    columns = space_columns(xs, ys, [o.accessible for o in options], [o.ev for o in options],
+                            _available(options, el, now), _limits(options, el))
+    costs = MODEL.pair_costs(driver_columns([driver]), columns)
+    order = np.argsort(costs, kind="stable")
+    return [options[j] for j in order[np.isfinite(costs[order])].tolist()]
+
+
+def _available(options: Sequence[Option], el: Eligibility, now: datetime) -> list[float]:
+    """Minutes each option stays usable (inf: all day)."""
+    if not el.closes_at:
+        return [math.inf] * len(options)
+    minutes = {f: el.available_minutes(f, now) for f in {o.facility_id for o in options}}
+    return [math.inf if (m := minutes[o.facility_id]) is None else m for o in options]
+
+
+def _limits(options: Sequence[Option], el: Eligibility) -> list[float]:
+    """The time limit in force at each option, minutes (inf: none)."""
+    if not el.limit_min:
+        return [math.inf] * len(options)
+    limits = (el.max_stay(o.facility_id, o.space_id) for o in options)
+    return [math.inf if m is None else float(m) for m in limits]
 
 
 def to_driver(did: str, r: AssignmentRequest, origin: tuple[float, float]) -> matching.Driver:
@@ -239,10 +270,9 @@ def to_spaces(options: Sequence[Option], origin: tuple[float, float], el: Eligib
               now: datetime) -> list[matching.Space]:
     """:func:`to_space` of many options, projected at once."""
     xs, ys = project([o.lat for o in options], [o.lon for o in options], origin)
-    available = {f: el.available_minutes(f, now) for f in {o.facility_id for o in options}}
-    return [matching.Space(o.key, x, y, o.accessible, o.ev, available[o.facility_id],
-                           el.max_stay(o.facility_id, o.space_id), o.places)
-            for o, x, y in zip(options, xs.tolist(), ys.tolist(), strict=True)]
+    rows = zip(options, xs.tolist(), ys.tolist(), _available(options, el, now), _limits(options, el), strict=True)
+    return [matching.Space(o.key, x, y, o.accessible, o.ev, available, limit, o.places)
+            for o, x, y, available, limit in rows]
 
 
 def to_space(o: Option, origin: tuple[float, float], el: Eligibility, now: datetime) -> matching.Space:
@@ -298,7 +328,8 @@ def hold_row(principal: Principal, r: AssignmentRequest) -> tuple[Any, ...]:
 
 
 def no_free_space(request: AssignmentRequest) -> NoFreeSpace:
-    return NoFreeSpace(f"no free space fits within {request.radius_m:g} m")
+    where = "the destination" if request.dest_lat is not None else "the driver"
+    return NoFreeSpace(f"no free space fits within {request.radius_m:g} m of {where}")
 
 
 # --- reading and changing an assignment ------------------------------------------------------

@@ -168,10 +168,11 @@ class MatchingRuntime:
                 return await self._counted(batch, eligibility, own)
         return await service.counted_options(conn, batch, settings=self.settings, eligibility=eligibility)
 
-    async def hold(self, session: AsyncSession, *, principal: Principal, request: service.AssignmentRequest,
-                   options: list[service.Option]) -> dict[str, Any] | None:
+    async def hold(self, session: AsyncSession | None, *, principal: Principal,
+                   request: service.AssignmentRequest, options: list[service.Option]) -> dict[str, Any] | None:
         """Hold the first of ``options`` still free: runs of spaces through the group-commit
-        writer, a gate-counted lot in the request's own transaction (its advisory lock)."""
+        writer, a gate-counted lot in the request's own transaction (its advisory lock) — in
+        ``session``, or without one in a transaction of its own, committed here."""
         i = 0
         while i < len(options):
             j = i + 1
@@ -181,8 +182,7 @@ class MatchingRuntime:
             if run[0].space_id is not None and self.writer is not None:
                 created = await self.writer.hold(service.hold_row(principal, request), run)
             else:
-                created = await service.place_hold(session, principal=principal, request=request,
-                                                   options=run, settings=self.settings)
+                created = await self._place_hold(session, principal=principal, request=request, options=run)
                 if created is not None:
                     self.held(created["space_id"], created["expires_at"])
             if created is not None:
@@ -190,9 +190,16 @@ class MatchingRuntime:
             i = j
         return None
 
+    async def _place_hold(self, session: AsyncSession | None, **kwargs: Any) -> dict[str, Any] | None:
+        if session is not None:
+            return await service.place_hold(session, settings=self.settings, **kwargs)
+        async with AsyncSession(self.engine) as own, own.begin():
+            return await service.place_hold(own, settings=self.settings, **kwargs)
+
     async def start(self) -> None:
         try:
-            pool = await asyncpg.create_pool(self.settings.asyncpg_dsn, min_size=1, max_size=WRITERS)
+            pool = await asyncpg.create_pool(self.settings.asyncpg_dsn, min_size=1, max_size=WRITERS,
+                                             reset=_no_reset)
             self.writer = HoldWriter(pool, self.settings, self._learn_held, self._learn_taken)
             await self._listen()
             await self._reload()
@@ -317,3 +324,9 @@ async def stop(app: Any) -> None:
     runtime: MatchingRuntime | None = getattr(app.state, "matching", None)
     if runtime is not None:
         await runtime.stop()
+
+
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """The hold writer's connections run single statements in implicit transactions and leave no
+    session state (locks, LISTEN, settings) behind: asyncpg's reset round trip on every release
+    would only cost a query."""

@@ -99,9 +99,12 @@ async def create_assignment(body: AssignmentIn, request: Request, session: Sessi
     return await assign(request.app.state.matching, session, principal, query)
 
 
-async def assign(runtime: matching_runtime.MatchingRuntime, session: AsyncSession, principal: Principal,
+async def assign(runtime: matching_runtime.MatchingRuntime, session: AsyncSession | None, principal: Principal,
                  query: service.AssignmentRequest) -> dict[str, Any]:
-    """Options from the batch, then the first hold the database admits; ``NoFreeSpace`` if none."""
+    """Options from the batch, then the first hold the database admits; ``NoFreeSpace`` if none.
+
+    Without ``session`` the runtime opens a connection or transaction only if it needs one.
+    """
     excluded: set[str] = set()
     for _ in range(3):  # options lost to other processes meanwhile: ask again without them
         options = await runtime.batcher.propose(query, excluded, session)
@@ -150,16 +153,10 @@ class CreateFastPath:
         query = _plain_query(body, state.settings)
         if runtime is None or not runtime.ready or principal is None or query is None:
             return None
-        async with state.sessionmaker() as session:
-            try:
-                created = await assign(runtime, session, principal, query)
-                await session.commit()
-            except DomainError as exc:
-                await session.rollback()
-                return api_errors.status_for(exc), {"error": exc.kind, "detail": exc.detail}
-            except BaseException:
-                await session.rollback()
-                raise
+        try:  # no session: space holds go through the runtime's writer, which commits them
+            created = await assign(runtime, None, principal, query)
+        except DomainError as exc:
+            return api_errors.status_for(exc), {"error": exc.kind, "detail": exc.detail}
         return 201, created
 
 
