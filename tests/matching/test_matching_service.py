@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
 
 from app.api import free_spaces_fast
 from app.services import matching as service
 from app.services.matching_eligibility import Eligibility
 from app.services.matching_runtime import Batcher
 from app.settings import Settings
+from matching import CostModel
 
 # Two drivers, two spaces 60 m apart on a line: A at the west end, B between.
 A = service.AssignmentRequest(41.1000, 122.9900)
@@ -30,6 +34,31 @@ def test_plan_for_one_driver_ranks_by_cost() -> None:
     batch = service.Batch([B], [set()])
     options = service.plan(batch, [[EAST, WEST]], eligibility=Eligibility(), now=datetime.now(UTC))
     assert [o.space_id for o in options[0]] == ["west", "east"]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_one_driver_priced_as_columns_ranks_as_the_engine_does(seed: int) -> None:
+    """The one-driver path (no Space objects) orders and excludes exactly as CostModel.cost
+    over :func:`service.to_space`: closing times, time limits, stays, accessible/EV needs."""
+    rng = np.random.default_rng(seed)
+    now = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    facilities = [f"f{i}" for i in range(4)]
+    el = Eligibility(closes_at={f: now + timedelta(minutes=float(rng.uniform(0, 300)))
+                                for f in facilities if rng.random() < 0.5},
+                     limit_min={f"s{j}": int(rng.choice([15, 60, 120])) for j in range(30) if rng.random() < 0.3})
+    options = [service.Option(str(rng.choice(facilities)), f"s{j}", 41.1 + rng.normal(0, 0.003),
+                              122.99 + rng.normal(0, 0.003), 0.0, bool(rng.random() < 0.2),
+                              bool(rng.random() < 0.2)) for j in range(30)]
+    request = service.AssignmentRequest(41.1 + rng.normal(0, 0.005), 122.99, 41.1, 122.99 + rng.normal(0, 0.002),
+                                        accessible=bool(rng.random() < 0.3), ev=bool(rng.random() < 0.3),
+                                        stay_minutes=float(rng.choice([30, 90, 240])) if rng.random() < 0.7 else None)
+    ranked = service.plan(service.Batch([request], [set()]), [options], eligibility=el, now=now)[0]
+    origin = (request.lat, request.lon)
+    driver = service.to_driver("0", request, origin)
+    model = CostModel()
+    costs = [model.cost(driver, service.to_space(o, origin, el, now)) for o in options]
+    expected = [options[j] for j in np.argsort(costs, kind="stable") if np.isfinite(costs[j])]
+    assert [o.space_id for o in ranked] == [o.space_id for o in expected]
 
 
 def test_fast_path_takes_only_plain_valid_queries() -> None:
