@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     timezone: str = "Asia/Shanghai"
     cors_origins: list[str] = Field(default_factory=lambda: ["*"])
     max_body_bytes: int = 5 * 1024 * 1024
+    otel: bool = False  # FastAPI's native OpenTelemetry (spans, metrics, logs) for a configured provider
     db_pool_size: int = 10
     # ingest
     mqtt_share_group: str = "citypark"

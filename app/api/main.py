@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from types import ModuleType
 
 from fastapi import APIRouter, FastAPI
+from fastapi.telemetry import TelemetryConfig
 
 from app.api import errors as api_errors
 from app.api import limits, openapi, routes
@@ -53,7 +54,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await hook(app)
             await engine.dispose()
 
-    app = FastAPI(title="citypark", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
+    # FastAPI's native OpenTelemetry asks the global providers on every request; operations
+    # read Prometheus at /metrics, so it is on only when CITYPARK_OTEL says so
+    telemetry: TelemetryConfig | None = (
+        None if settings.otel else {"tracing": False, "metrics": False, "logs": False})
+    app = FastAPI(title="citypark", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
+                  telemetry=telemetry)
     app.state.settings = settings
     app.state.startup_hooks = []
     app.state.shutdown_hooks = []
