@@ -15,7 +15,6 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl
 
-import orjson
 from fastapi import FastAPI
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -38,22 +37,21 @@ class FreeSpacesFastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == PATH and scope["method"] == "GET":
-            rows = self.answer(scope["query_string"])
-            if rows is not None:
-                body = orjson.dumps(rows)
+            body = self.answer(scope["query_string"])
+            if body is not None:
                 await send({"type": "http.response.start", "status": 200,
                             "headers": [*_HEADERS, (b"content-length", str(len(body)).encode())]})
                 await send({"type": "http.response.body", "body": body})
                 return
         await self.app(scope, receive, send)
 
-    def answer(self, raw: bytes) -> list[dict[str, Any]] | None:
-        """Rows from the index, or None to leave the request to the route."""
+    def answer(self, raw: bytes) -> bytes | None:
+        """The JSON body from the index, or None to leave the request to the route."""
         runtime = getattr(self.owner.state, "matching", None)
         if runtime is None or not runtime.ready:
             return None
         query = parse(raw.decode("latin-1"), self.owner.state.settings)
-        return None if query is None else runtime.free_spaces(**query)
+        return None if query is None else runtime.free_spaces_json(**query)
 
 
 def parse(raw: str, settings: Any) -> dict[str, Any] | None:

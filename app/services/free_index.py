@@ -20,6 +20,7 @@ from typing import Any
 
 import asyncpg
 import numpy as np
+import orjson
 from numpy.typing import NDArray
 
 from app.services.geo import EARTH_RADIUS_M
@@ -170,6 +171,7 @@ class FreeIndex:
         self.ids: list[str] = []
         self.pos: dict[str, int] = {}
         self.rows: list[tuple[str, str, float, float, bool, bool]] = []
+        self._json: list[bytes | None] = []  # per position: serialised constant fields, on first answer
         self.signature: tuple[int, int] | None = None
         self.loaded_at = 0.0
         self._eligibility_at = -1.0
@@ -208,6 +210,7 @@ class FreeIndex:
         # per position, as Python objects (building answers from numpy scalars costs more)
         self.rows = list(zip(self.facility.tolist(), self.ids, self.lat.tolist(), self.lon.tolist(),
                              self.accessible.tolist(), self.ev.tolist(), strict=True))
+        self._json = [None] * len(ids)
         n = len(ids)
         self.state = State(np.full(n, -1, np.int8), np.full(n, np.nan), np.full(n, np.nan))
         self._eligibility_at = -1.0
@@ -297,6 +300,22 @@ class FreeIndex:
         rows = self.rows
         return [{"space_id": rows[i][1], "facility_id": rows[i][0], "lat": rows[i][2], "lon": rows[i][3],
                  "distance_m": round(d, 1)} for i, d in found]
+
+    def nearest_json(self, lat: float, lon: float, *, limit: int, radius_m: float,
+                     accessible: bool = False, ev: bool = False, now: float | None = None) -> bytes:
+        """``orjson.dumps(self.nearest(...))``, byte for byte, from each space's serialised
+        constant fields (cached on first use) and its distance."""
+        found = self.search(lat, lon, limit=limit, radius_m=radius_m, accessible=accessible, ev=ev, now=now)
+        cache, rows, dumps = self._json, self.rows, orjson.dumps
+        parts = []
+        for i, d in found:
+            head = cache[i]
+            if head is None:
+                facility, space, lat_i, lon_i = rows[i][:4]
+                head = cache[i] = dumps({"space_id": space, "facility_id": facility, "lat": lat_i,
+                                         "lon": lon_i})[:-1] + b',"distance_m":'
+            parts.append(head + dumps(round(d, 1)) + b"}")
+        return b"[" + b",".join(parts) + b"]"
 
     def search(self, lat: float, lon: float, *, limit: int, radius_m: float, accessible: bool = False,
                ev: bool = False, now: float | None = None,

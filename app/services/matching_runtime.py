@@ -312,6 +312,13 @@ class MatchingRuntime:
         self.index.apply(self.eligibility.current)
         return self.index.nearest(**query)
 
+    def free_spaces_json(self, **query: Any) -> bytes | None:
+        """:meth:`free_spaces` as its JSON body (the fast path's answer)."""
+        if not self.ready:
+            return None
+        self.index.apply(self.eligibility.current)
+        return self.index.nearest_json(**query)
+
 
 async def start(app: Any) -> None:
     """Startup hook: ``app.state.matching``."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import orjson
 import pytest
 
 from app.services import free_index
@@ -79,6 +80,19 @@ def test_nearest_matches_brute_force(layout: str) -> None:
                  "now": NOW + float(rng.uniform(-50, 50)), "accessible": bool(rng.random() < 0.2),
                  "ev": bool(rng.random() < 0.2)}
         _check(index, float(lat), float(lon), **query)
+
+
+def test_json_answer_is_the_rows_serialised() -> None:
+    """``nearest_json`` (cached fragments per space) is byte for byte ``orjson.dumps(nearest)``,
+    empty answers and repeated spaces included."""
+    rng = np.random.default_rng(8)
+    pts = rng.uniform([31.2, 121.4], [31.25, 121.45], (2000, 2))
+    index = _index(pts[:, 0], pts[:, 1], rng)
+    for _ in range(200):
+        lat, lon = (float(v) for v in rng.uniform([31.19, 121.39], [31.26, 121.46]))
+        query = {"limit": int(rng.integers(1, 30)), "radius_m": float(rng.choice([20, 400, 3000])), "now": NOW,
+                 "accessible": bool(rng.random() < 0.2)}
+        assert index.nearest_json(lat, lon, **query) == orjson.dumps(index.nearest(lat, lon, **query))  # type: ignore[arg-type]
 
 
 def test_far_away_and_whole_grid() -> None:
