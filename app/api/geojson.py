@@ -52,7 +52,7 @@ class GeoJSONResponse(Response):
     media_type = MEDIA_TYPE
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z)
 
 
 GEOMETRY_SCHEMA: dict[str, Any] = {

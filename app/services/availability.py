@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.errors import InvalidInput, NotFound
 from app.services import hours
 from app.services.geo import EARTH_RADIUS_M
+from app.services.times import iso_utc
 
 STATUSES = ("spacesAvailable", "almostFull", "full", "closed", "unknown")
 ALMOST_FULL_FRACTION = 0.1  # fewer than 10 % of the spaces free reads almostFull
@@ -125,7 +126,7 @@ class FacilityAvailability:
         return {
             "id": self.id, "name": self.name, "kind": self.kind, "operator_id": self.operator_id,
             "free": self.free, "total": self.total, "status": self.status,
-            "observed_at": self.observed_at.isoformat() if self.observed_at else None,
+            "observed_at": iso_utc(self.observed_at) if self.observed_at else None,
             "distance_m": None if distance_m is None else round(distance_m, 1),
             "lat": self.lat, "lon": self.lon, "counted": self.counted, "open_now": self.open_now,
             "unknown_spaces": self.unknown_spaces,

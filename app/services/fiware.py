@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.services.availability import FacilityAvailability
+from app.services.times import iso_utc
 
 CONTEXT = [
     "https://raw.githubusercontent.com/smart-data-models/dataModel.Parking/master/context.jsonld",
@@ -49,7 +50,7 @@ def entity(item: FacilityAvailability) -> dict[str, Any]:
         body["status"] = STATUS[item.status]
         body["openingHours"] = item.opening_hours
     if item.observed_at is not None:
-        body["observationDateTime"] = item.observed_at.isoformat()
+        body["observationDateTime"] = iso_utc(item.observed_at)
     body["@context"] = CONTEXT
     return body
 

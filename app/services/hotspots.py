@@ -22,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import InvalidInput
+from app.services.times import iso_utc
 from app.services.violations import Query
 
 _CELLS_SQL = """
@@ -110,8 +111,8 @@ async def hotspots(
     features = [_feature(key, cell, geometries[key], exposure.get(key, 0.0), profiles.get(key))
                 for key, cell in sorted(cells.items())]
     return {"type": "FeatureCollection", "features": features,
-            "properties": {"cell_m": cell_m, "srid": grid.srid, "since": query.since.isoformat(),
-                           "until": query.until.isoformat(),
+            "properties": {"cell_m": cell_m, "srid": grid.srid, "since": iso_utc(query.since),
+                           "until": iso_utc(query.until),
                            "count": sum(c["n"] for c in cells.values())}}
 
 

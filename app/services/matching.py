@@ -356,7 +356,7 @@ def view(row: Any) -> dict[str, Any]:
     out = {"id": str(row["id"]), "status": status, "space_id": row["space_id"],
            "facility_id": row["facility_id"], "lat": row["target_lat"], "lon": row["target_lon"],
            "distance_m": round(haversine_m(row["lat"], row["lon"], row["target_lat"], row["target_lon"]), 1),
-           "expires_at": row["expires_at"].isoformat(), "updated_at": row["updated_at"].isoformat(),
+           "expires_at": row["expires_at"], "updated_at": row["updated_at"],
            "previous_space_ids": list(row["previous_space_ids"] or [])}
     return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -38,6 +39,18 @@ async def test_list_is_by_distance_within_radius_with_contract_fields(client: ht
         assert abs(haversine_m(CENTRE["lat"], CENTRE["lon"], f["lat"], f["lon"]) - f["distance_m"]) < 0.5
     wider = await facilities(client)
     assert len(wider) > len(items)
+
+
+async def test_observed_at_is_utc_with_z(client: httpx.AsyncClient, db: AsyncSession) -> None:
+    """Times are written as the response models write them (``…Z``), list and GeoJSON alike."""
+    spaces = await facility_spaces(db, "s219-00")
+    await set_spaces(db, spaces, occupied=False)
+    listed = (await facilities(client))["s219-00"]["observed_at"]
+    geo = (await client.get("/v1/facilities", params={**CENTRE, "radius_m": 5000, "format": "geojson"})).json()
+    stamps = [listed] + [f["properties"]["observed_at"] for f in geo["features"]
+                         if f["properties"].get("observed_at")]
+    assert len(stamps) > 1
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", t) for t in stamps), stamps[:3]
 
 
 async def test_kind_filter(client: httpx.AsyncClient) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -104,6 +106,25 @@ async def test_with_a_destination_spaces_are_sought_around_it(matching_db: Setti
     assert haversine_m(LAT, LON, got["lat"], got["lon"]) <= 150
     assert got["distance_m"] == pytest.approx(haversine_m(*far, got["lat"], got["lon"]), abs=0.1)
     assert got["distance_m"] > 350
+
+
+async def test_times_are_written_alike_on_every_path(matching_db: Settings) -> None:
+    """The route (a key not yet cached), the fast path, GET and the SSE stream all write UTC
+    times the same way (``…Z``), so a client never sees two formats for one field."""
+    driver = await make_committed_key(matching_db, "driver")
+    async with app_client(matching_db) as client:
+        by_route = (await client.post("/v1/assignments", json={"lat": LAT, "lon": LON}, headers=driver)).json()
+        by_fast_path = (await client.post("/v1/assignments", json={"lat": LAT, "lon": LON}, headers=driver)).json()
+        url = f"/v1/assignments/{by_route['id']}"
+        await client.post(url + "/cancel", headers=driver)
+        await client.post(f"/v1/assignments/{by_fast_path['id']}/cancel", headers=driver)
+        got = (await client.get(url, headers=driver)).json()
+        stream = (await client.get(url + "/events", headers=driver)).text  # ends: cancelled is final
+    event = json.loads(next(line[6:] for line in stream.splitlines() if line.startswith("data: ")))
+    times = [by_route["expires_at"], by_fast_path["expires_at"], got["expires_at"], got["updated_at"],
+             event["expires_at"], event["updated_at"]]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", t) for t in times), times
+    assert (event["expires_at"], event["updated_at"]) == (got["expires_at"], got["updated_at"])
 
 
 async def test_a_hold_expires(scratch: Callable[..., Settings]) -> None:

@@ -140,7 +140,7 @@ class CreateFastPath:
             await self.app(scope, _replay(body, receive), send)
             return
         status, payload = answer
-        data = orjson.dumps(payload)
+        data = orjson.dumps(payload, option=orjson.OPT_UTC_Z)  # as the route's response model writes times
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(data)).encode())]})
@@ -282,7 +282,8 @@ async def _stream(runtime: matching_runtime.MatchingRuntime, assignment_id: uuid
             key = (state["status"], state["space_id"], state["facility_id"])
             if key != last:
                 last = key
-                yield b"event: " + state["status"].encode() + b"\ndata: " + orjson.dumps(state) + b"\n\n"
+                data = orjson.dumps(state, option=orjson.OPT_UTC_Z)  # times as GET writes them
+                yield b"event: " + state["status"].encode() + b"\ndata: " + data + b"\n\n"
             if state["status"] in service.TERMINAL:
                 return
             wait = min(KEEPALIVE_S, max((row["hold_until"] - row["now"]).total_seconds(), 0.0) + 0.05)

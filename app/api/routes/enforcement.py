@@ -22,6 +22,7 @@ from app.services import hotspots as hotspots_service
 from app.services import patrol as patrol_service
 from app.services import violations as violations_service
 from app.services.keys import Principal
+from app.services.times import iso_utc
 
 router = APIRouter(prefix="/v1/enforcement", tags=["enforcement"])
 
@@ -133,7 +134,7 @@ async def list_violations(
     rows = await violations_service.list_violations(session, query=query, now=now, limit=limit, offset=offset)
     if format == "geojson":
         return geojson.GeoJSONResponse(geojson.feature_collection(rows))
-    return Response(orjson.dumps(rows), media_type="application/json")
+    return Response(orjson.dumps(rows, option=orjson.OPT_UTC_Z), media_type="application/json")
 
 
 @router.get(
@@ -169,7 +170,7 @@ def _csv_lines(rows: list[dict[str, Any]]) -> Iterator[str]:
 
 
 def _cell(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else value
+    return iso_utc(value) if isinstance(value, datetime) else value
 
 
 @router.get(
@@ -211,4 +212,4 @@ async def patrol(
         collection = geojson.feature_collection(route["stops"])
         collection["properties"] = {"total_distance_m": route["total_distance_m"], "start": route["start"]}
         return geojson.GeoJSONResponse(collection)
-    return Response(orjson.dumps(route), media_type="application/json")
+    return Response(orjson.dumps(route, option=orjson.OPT_UTC_Z), media_type="application/json")

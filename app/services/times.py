@@ -1,0 +1,11 @@
+"""One way to write a moment in the API: RFC 3339 in UTC with ``Z`` (what FastAPI's response
+models write), whichever path (route, fast path, export, stream) produced the answer."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def iso_utc(value: datetime) -> str:
+    """``2026-11-30T00:38:30.484871Z`` for an aware datetime, in UTC."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
