@@ -90,9 +90,7 @@ def space_columns(x: ArrayLike, y: ArrayLike, accessible: ArrayLike, ev: ArrayLi
 
 def _space_arrays(spaces: Sequence[Space]) -> Array:
     """:func:`space_columns` of ``Space`` objects (None → inf)."""
-    out = np.empty((6, len(spaces)))
-    for j, s in enumerate(spaces):
-        avail = np.inf if s.available_minutes is None else s.available_minutes
-        limit = np.inf if s.max_stay_minutes is None else s.max_stay_minutes
-        out[:, j] = (s.x, s.y, s.accessible, s.ev, avail, limit)
-    return out
+    return space_columns([s.x for s in spaces], [s.y for s in spaces], [s.accessible for s in spaces],
+                         [s.ev for s in spaces],
+                         [np.inf if s.available_minutes is None else s.available_minutes for s in spaces],
+                         [np.inf if s.max_stay_minutes is None else s.max_stay_minutes for s in spaces])

@@ -42,7 +42,6 @@ from matching import solve
 from matching.cost import driver_columns, space_columns
 from matching.geo import project
 
-CANDIDATES_PER_DRIVER = 20
 MODEL = matching.CostModel()
 MAX_LIMIT = 100
 TERMINAL = ("arrived", "expired", "cancelled")
@@ -128,7 +127,7 @@ async def fetch_options(conn: AsyncConnection | AsyncSession, batch: Batch, *, s
     """Each request's ``k`` free, unheld, eligible spaces nearest its goal (and counted lots);
     ``k`` defaults to :func:`matching.candidate_depth` of the batch size."""
     reqs = batch.requests
-    k = solve.candidate_depth(len(reqs), CANDIDATES_PER_DRIVER) if k is None else k
+    k = solve.candidate_depth(len(reqs)) if k is None else k
     params = {
         "lats": [r.goal[0] for r in reqs], "lons": [r.goal[1] for r in reqs],
         "acc": [r.accessible for r in reqs], "ev": [r.ev for r in reqs],
@@ -154,7 +153,7 @@ def index_options(index: FreeIndex, batch: Batch, *, k: int | None = None) -> li
     hold itself is still decided by PostgreSQL, which rejects a space taken meanwhile.
     """
     out: list[list[Option]] = []
-    k = solve.candidate_depth(len(batch.requests), CANDIDATES_PER_DRIVER) if k is None else k
+    k = solve.candidate_depth(len(batch.requests)) if k is None else k
     rows = index.rows  # (facility, id, lat, lon, accessible, ev) per position
     for r, excluded in zip(batch.requests, batch.excluded, strict=True):
         found = index.search(*r.goal, limit=k, radius_m=r.radius_m, accessible=r.accessible, ev=r.ev,
@@ -277,10 +276,7 @@ def to_spaces(options: Sequence[Option], origin: tuple[float, float], el: Eligib
 
 def to_space(o: Option, origin: tuple[float, float], el: Eligibility, now: datetime) -> matching.Space:
     """The engine's view of an option (closing time and time limit included)."""
-    x, y = project(o.lat, o.lon, origin)
-    return matching.Space(o.key, float(x), float(y), o.accessible, o.ev,
-                          el.available_minutes(o.facility_id, now),
-                          el.max_stay(o.facility_id, o.space_id), o.places)
+    return to_spaces([o], origin, el, now)[0]
 
 
 # --- holds ----------------------------------------------------------------------------------

@@ -77,9 +77,9 @@ def _decide(row: Any, holders: Sequence[Any], options: list[list[service.Option]
         by_key[own.key] = own
         holds.append(matching.Hold(service.to_driver(str(h["id"]), _request(h), origin),
                                    service.to_space(own, origin, el, now),
-                                   tuple(service.to_space(o, origin, el, now) for o in opts)))
+                                   tuple(service.to_spaces(opts, origin, el, now))))
     seeker = service.to_driver(str(row["id"]), _request(row), origin)
-    cands = [[service.to_space(o, origin, el, now) for o in options[0]]]
+    cands = [service.to_spaces(options[0], origin, el, now)]
     result = matching.reassign(holds, [seeker], cands, swaps=False)
     return {did: by_key[sid] for did, sid in result.space_of.items() if sid is not None}
 

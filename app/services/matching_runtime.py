@@ -307,17 +307,20 @@ class MatchingRuntime:
 
     def free_spaces(self, **query: Any) -> list[dict[str, Any]] | None:
         """From memory, or None when the index is not loaded (callers then ask SQL)."""
-        if not self.ready:
-            return None
-        self.index.apply(self.eligibility.current)
-        return self.index.nearest(**query)
+        index = self._current_index()
+        return None if index is None else index.nearest(**query)
 
     def free_spaces_json(self, **query: Any) -> bytes | None:
         """:meth:`free_spaces` as its JSON body (the fast path's answer)."""
+        index = self._current_index()
+        return None if index is None else index.nearest_json(**query)
+
+    def _current_index(self) -> FreeIndex | None:
+        """The index with the current eligibility applied, or None while it is not loaded."""
         if not self.ready:
             return None
         self.index.apply(self.eligibility.current)
-        return self.index.nearest_json(**query)
+        return self.index
 
 
 async def start(app: Any) -> None:
