@@ -9,15 +9,16 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
-from app.errors import DomainError
-from app.settings import Settings, get_settings
+from app.core.db import in_session
+from app.core.errors import DomainError
+from app.core.settings import Settings, get_settings
 
 T = TypeVar("T")
 cli = typer.Typer(help="citypark — smart-parking matching service", no_args_is_help=True)
@@ -34,21 +35,10 @@ def run(coro_fn: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
         raise typer.Exit(2) from None
 
 
-async def _in_session(settings: Settings, body: Callable[[Any], Awaitable[T]]) -> T:
-    from app.db import create_engine, create_sessionmaker
-
-    engine = create_engine(settings, pool_size=1)
-    try:
-        async with create_sessionmaker(engine)() as session, session.begin():
-            return await body(session)
-    finally:
-        await engine.dispose()
-
-
 @cli.command()
 def migrate() -> None:
     """Create the database if missing, enable PostGIS, run `alembic upgrade heads`."""
-    from app.services import database
+    from app.core import migrate as database
 
     run(database.migrate)
     typer.echo("database migrated")
@@ -61,13 +51,13 @@ def seed(
     seed: Annotated[int, typer.Option("--seed", help="random seed for --synthetic")] = 0,
 ) -> None:
     """Load the demo district or synthetic load-test spaces."""
-    from app.db import raw_connection
-    from app.services import seed as seed_service
+    from app.core.db import raw_connection
+    from app.inventory import seed as seed_service
 
     if (demo is None) == (synthetic is None):
         raise typer.BadParameter("give exactly one of --demo NAME or --synthetic N")
     if demo is not None:
-        results = run(lambda s: _in_session(s, lambda ses: seed_service.seed_demo(ses, name=demo)))
+        results = run(lambda s: in_session(s, lambda ses: seed_service.seed_demo(ses, name=demo)))
         for r in results:
             typer.echo(f"{r.operator_id}: {r.facilities} facilities, {r.spaces} spaces, "
                        f"{r.sensors} sensors, {r.rules} rules")
@@ -88,14 +78,14 @@ def import_(
     operator: Annotated[str, typer.Option(help="operator id the inventory belongs to")],
 ) -> None:
     """Load an inventory file (GeoJSON FeatureCollection), validated, all or nothing."""
-    from app.services import inventory
+    from app.inventory import service as inventory
 
     try:
         doc = json.loads(file.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         typer.echo(f"error: invalid_input: {file} is not JSON: {exc}", err=True)
         raise typer.Exit(2) from None
-    result = run(lambda s: _in_session(
+    result = run(lambda s: in_session(
         s, lambda ses: inventory.import_inventory(ses, operator_id=operator, doc=doc)))
     typer.echo(f"{result.operator_id}: {result.facilities} facilities, {result.spaces} spaces, "
                f"{result.sensors} sensors, {result.rules} rules")
@@ -108,13 +98,13 @@ def keys_create(
     name: Annotated[str | None, typer.Option(help="a label for the key")] = None,
 ) -> None:
     """Print a new API key (shown once; only its hash is stored)."""
-    from app.services import keys
+    from app.keys import service as keys
 
     async def body(session: Any) -> str:
         plain, _ = await keys.create_key(session, role=role, operator_id=operator, name=name)
         return plain
 
-    typer.echo(run(lambda s: _in_session(s, body)))
+    typer.echo(run(lambda s: in_session(s, body)))
 
 
 @keys_cli.command("revoke")
@@ -122,8 +112,8 @@ def keys_revoke(key: Annotated[str, typer.Argument(help="the key itself (cpk_…
     """Revoke an API key: it is refused (401) from then on."""
     import uuid
 
-    from app.errors import NotFound
-    from app.services import keys
+    from app.core.errors import NotFound
+    from app.keys import service as keys
 
     async def body(session: Any) -> uuid.UUID:
         if key.startswith(keys.KEY_PREFIX):
@@ -139,7 +129,7 @@ def keys_revoke(key: Annotated[str, typer.Argument(help="the key itself (cpk_…
         await keys.revoke_key(session, key_id=key_id)
         return key_id
 
-    typer.echo(f"revoked {run(lambda s: _in_session(s, body))}")
+    typer.echo(f"revoked {run(lambda s: in_session(s, body))}")
 
 
 @cli.command()

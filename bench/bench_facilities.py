@@ -110,10 +110,10 @@ async def prepare_database(base_url: str) -> str:
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from app.db import create_engine
-    from app.services import database
-    from app.services import seed as seed_service
-    from app.settings import Settings
+    from app.core import migrate as database
+    from app.core.db import create_engine
+    from app.core.settings import Settings
+    from app.inventory import seed as seed_service
 
     settings = Settings(database_url=f"{base_url.rstrip('/')}/{BENCH_DB}")
     await database.drop_database(settings)

@@ -23,12 +23,12 @@ import typer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import create_engine, raw_connection
-from app.services import database
-from app.services import hotspots as hotspots_service
-from app.services import seed as seed_service
-from app.services.violations import Query
-from app.settings import Settings, get_settings
+from app.core import migrate as database
+from app.core.db import create_engine, raw_connection
+from app.core.settings import Settings, get_settings
+from app.enforcement import hotspots as hotspots_service
+from app.enforcement.violations import Query
+from app.inventory import seed as seed_service
 
 SINCE = datetime(2026, 10, 1, tzinfo=UTC)
 UNTIL = datetime(2026, 11, 1, tzinfo=UTC)

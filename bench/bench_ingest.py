@@ -51,10 +51,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.db import create_engine  # noqa: E402
-from app.services import database  # noqa: E402
-from app.services import seed as seed_service  # noqa: E402
-from app.settings import Settings  # noqa: E402
+from app.core import migrate as database  # noqa: E402
+from app.core.db import create_engine  # noqa: E402
+from app.core.settings import Settings  # noqa: E402
+from app.inventory import seed as seed_service  # noqa: E402
 
 TOPIC_ROOT = "bench"
 

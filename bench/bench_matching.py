@@ -32,11 +32,11 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import matching
-from app.db import create_engine, raw_connection
-from app.services import database
-from app.services import keys as keys_service
-from app.services import seed as seed_service
-from app.settings import Settings
+from app.core import migrate as database
+from app.core.db import create_engine, raw_connection
+from app.core.settings import Settings
+from app.inventory import seed as seed_service
+from app.keys import service as keys_service
 
 HERE = Path(__file__).resolve().parent
 BBOX = seed_service.DISTRICT_BBOX  # minlon, minlat, maxlon, maxlat

@@ -8,9 +8,14 @@ from alembic import context
 from geoalchemy2 import alembic_helpers
 from sqlalchemy.engine import Connection
 
-import app.models  # noqa: F401  (registers every table on Base.metadata)
-from app.db import Base, create_engine, include_object
-from app.settings import Settings
+# each domain's models, imported to register their tables on Base.metadata
+import app.assignments.models  # noqa: F401
+import app.enforcement.models  # noqa: F401
+import app.inventory.models  # noqa: F401
+import app.keys.models  # noqa: F401
+import app.occupancy.models  # noqa: F401
+from app.core.db import Base, create_engine, include_object
+from app.core.settings import Settings
 
 config = context.config
 target_metadata = Base.metadata

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from app.settings import get_settings
+from app.core.settings import get_settings
 
 DEFAULT_METRICS_PORT = 9464
 

@@ -9,8 +9,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from app.mqtt_url import parse_mqtt_url
-from app.settings import Settings
+from app.core.mqtt_url import parse_mqtt_url
+from app.core.settings import Settings
 
 RECEIVE_MAXIMUM = 65535  # MQTT 5 §3.1.2.11.3: the most unacknowledged QoS 1 messages we accept
 

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from app.settings import Settings
+from app.core.settings import Settings
 from sensors import codecs
 from sensors.mqtt import connect_async, make_client
 

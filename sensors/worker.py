@@ -5,7 +5,7 @@ Two processes per worker. In this one, paho's network loop runs in its own threa
 messages to the :class:`Inbox`. The asyncio side takes batches (``ingest_batch_size`` messages
 or ``ingest_flush_ms`` after the first, whichever comes first) and forwards their raw topics and
 payloads to the writer process (:mod:`sensors.writer`), which validates them, writes them with
-``app.services.occupancy.write_batch`` in one transaction and commits; only on its reply are the
+``app.occupancy.service.write_batch`` in one transaction and commits; only on its reply are the
 PUBACKs sent (paho's ``manual_ack``). paho is pure Python and needs a core to itself at broker
 speed; the writer's per-message work runs on another core instead of taking paho's GIL.
 
@@ -30,7 +30,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from app.settings import Settings
+from app.core.settings import Settings
 from sensors import metrics, writer
 from sensors.mqtt import RECEIVE_MAXIMUM, connect_async, make_client
 from sensors.writer import Abandoned, Summary

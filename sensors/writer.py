@@ -3,7 +3,7 @@
 paho-mqtt is pure Python, so receiving alone keeps one core busy; validating and writing in the
 same process would take the GIL from paho's thread for every message. The worker therefore
 forwards each batch of raw ``(topic, payload)`` pairs over a pipe to this process, which
-validates it, writes it with ``app.services.occupancy.write_batch`` in one transaction, commits,
+validates it, writes it with ``app.occupancy.service.write_batch`` in one transaction, commits,
 and only then replies; the worker acknowledges the batch's messages on that reply. Replies come
 in the order the batches were sent. Preparing batch n+1 overlaps writing batch n here, as it did
 in the single-process worker.
@@ -32,9 +32,10 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from app.services import occupancy
-from app.services.occupancy import Directory, Event, Rejected, Rejection
-from app.settings import Settings
+from app.core.settings import Settings
+from app.occupancy import messages
+from app.occupancy import service as occupancy
+from app.occupancy.messages import Directory, Event, Rejected, Rejection
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -139,7 +140,7 @@ class BatchWriter:
         parsed = []
         for item in items:
             try:
-                parsed.append((item, occupancy.parse_message(item[0], item[1], root=root)))
+                parsed.append((item, messages.parse_message(item[0], item[1], root=root)))
             except Rejected as rej:
                 prepared.rejections.append(Rejection(item[0], item[1], rej.stored_reason))
         sensor_ids, facility_ids = self.directory.wanted(m for _, m in parsed)
@@ -149,11 +150,11 @@ class BatchWriter:
         self._validate(parsed, prepared)
         return prepared
 
-    def _validate(self, parsed: list[tuple[Raw, occupancy.Message]], prepared: Prepared) -> None:
+    def _validate(self, parsed: list[tuple[Raw, messages.Message]], prepared: Prepared) -> None:
         now, skew = datetime.now(UTC), self.settings.max_clock_skew_s
         for item, message in parsed:
             try:
-                prepared.events.append((item, occupancy.validate(
+                prepared.events.append((item, messages.validate(
                     message, directory=self.directory, now=now, max_clock_skew_s=skew)))
             except Rejected as rej:
                 prepared.rejections.append(Rejection(item[0], item[1], rej.stored_reason))

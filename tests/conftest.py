@@ -23,11 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.api import deps
 from app.api.main import create_app
-from app.db import create_engine
-from app.services import database
-from app.services import keys as keys_service
-from app.services import seed as seed_service
-from app.settings import Settings
+from app.core import migrate as database
+from app.core.db import create_engine
+from app.core.settings import Settings
+from app.inventory import seed as seed_service
+from app.keys import service as keys_service
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_ID = f"{os.getpid()}_{secrets.token_hex(3)}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from app.settings import Settings
+from app.core.settings import Settings
 from tests.conftest import app_client
 
 

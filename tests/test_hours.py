@@ -6,8 +6,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from app.errors import InvalidInput
-from app.services import hours
+from app.core import hours
+from app.core.errors import InvalidInput
 
 
 def at(day: int, hh: int, mm: int = 0) -> datetime:

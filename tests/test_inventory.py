@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import Forbidden, InvalidInput
-from app.models import Facility, ParkingRule, Sensor, Space
-from app.services import inventory
+from app.core.errors import Forbidden, InvalidInput
+from app.inventory import service as inventory
+from app.inventory.models import Facility, ParkingRule, Sensor, Space
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "melbourne"
 

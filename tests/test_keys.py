@@ -6,9 +6,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import InvalidInput, NotFound
-from app.models import ApiKey
-from app.services import keys
+from app.core.errors import InvalidInput, NotFound
+from app.keys import service as keys
+from app.keys.models import ApiKey
 
 
 async def test_key_is_stored_hashed_and_authenticates(db: AsyncSession) -> None:

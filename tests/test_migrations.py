@@ -10,9 +10,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
-from app.db import Base, create_engine, include_object
-from app.services import database
-from app.settings import Settings
+from app.core import migrate as database
+from app.core.db import Base, create_engine, include_object
+from app.core.settings import Settings
 from tests.conftest import RUN_ID, make_settings
 
 TABLES = {"operators", "facilities", "spaces", "sensors", "space_state", "facility_counts",

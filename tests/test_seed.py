@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from app.db import raw_connection
-from app.services import seed as seed_service
-from app.settings import Settings
+from app.core.db import raw_connection
+from app.core.settings import Settings
+from app.inventory import seed as seed_service
 
 
 @pytest.fixture

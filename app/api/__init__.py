@@ -1,1 +1,1 @@
-"""The FastAPI layer: views only; logic lives in app.services."""
+"""The FastAPI layer: views only; logic lives in the domain packages (app.inventory, app.occupancy, …)."""

@@ -9,10 +9,10 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import Forbidden, Unauthorized
-from app.services import keys as keys_service
-from app.services.keys import Principal
-from app.settings import Settings
+from app.core.errors import Forbidden, Unauthorized
+from app.core.settings import Settings
+from app.keys import service as keys_service
+from app.keys.service import Principal
 
 bearer = HTTPBearer(auto_error=False, description="An API key made with `citypark keys create`")
 

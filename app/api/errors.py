@@ -7,7 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app import errors
+from app.core import errors
 
 STATUS: dict[type[errors.DomainError], int] = {
     errors.InvalidInput: 422,

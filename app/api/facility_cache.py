@@ -27,8 +27,8 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.services.availability import Snapshot
-from app.settings import Settings
+from app.availability.service import Snapshot
+from app.core.settings import Settings
 
 PATH = "/v1/facilities"
 KINDS = {"lot", "garage", "curb"}

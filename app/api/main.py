@@ -14,8 +14,8 @@ from fastapi.telemetry import TelemetryConfig
 from app.api import errors as api_errors
 from app.api import limits, openapi, routes
 from app.api.cors import CORSMiddleware
-from app.db import create_engine, create_sessionmaker
-from app.settings import Settings, get_settings
+from app.core.db import create_engine, create_sessionmaker
+from app.core.settings import Settings, get_settings
 
 DESCRIPTION = (
     "citypark — 城市智慧停车: live parking availability, conflict-free space assignment for "

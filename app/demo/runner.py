@@ -10,7 +10,7 @@ import time
 import urllib.request
 from importlib.metadata import entry_points
 
-from app.settings import get_settings
+from app.core.settings import get_settings
 
 COMMANDS_AFTER_API = ("ingest", "simulate", "enforce")
 
@@ -32,13 +32,13 @@ def _wait_ready(url: str, timeout: float = 30.0) -> bool:
 
 
 def _prepare() -> None:
-    from app.cli import _in_session
-    from app.services import database
-    from app.services import seed as seed_service
+    from app.core import migrate as database
+    from app.core.db import in_session
+    from app.inventory import seed as seed_service
 
     settings = get_settings()
     asyncio.run(database.migrate(settings))
-    asyncio.run(_in_session(settings, lambda s: seed_service.seed_demo(s, name="tiedong")))
+    asyncio.run(in_session(settings, lambda s: seed_service.seed_demo(s, name="tiedong")))
 
 
 def run_demo(*, host: str, port: int) -> int:

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.settings import Settings
+from app.core.settings import Settings
 from tests.conftest import app_client
 
 

@@ -27,9 +27,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import create_engine
-from app.services import keys as keys_service
-from app.settings import Settings
+from app.core.db import create_engine
+from app.core.settings import Settings
+from app.keys import service as keys_service
 from tests.conftest import app_client, make_committed_key
 
 WHO: dict[tuple[str, str], str] = {

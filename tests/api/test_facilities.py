@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.services import availability, hours
-from app.services.geo import haversine_m
+from app.availability import service as availability
+from app.core import hours
+from app.core.geo import haversine_m
 from tests.api.conftest import facility_spaces, hold, set_count, set_spaces
 
 CENTRE = {"lat": 41.112, "lon": 122.997}

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from app.api.limits import Rate, TokenBuckets, parse_rate
-from app.settings import Settings
+from app.core.settings import Settings
 from tests.conftest import app_client, make_committed_key
 
 

@@ -11,7 +11,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import create_engine
+from app.core.db import create_engine
 from tests.api.conftest import facility_spaces, set_count, set_spaces
 from tests.conftest import app_client, make_committed_key
 

@@ -19,8 +19,8 @@ from schemathesis.specs.openapi.checks import (
 from sqlalchemy import text
 
 from app.api.main import create_app
-from app.db import create_engine
-from app.settings import Settings
+from app.core.db import create_engine
+from app.core.settings import Settings
 from tests.conftest import make_committed_key
 
 MAX_EXAMPLES = 10

@@ -10,7 +10,7 @@ import pytest
 from opentelemetry import trace
 
 from app.api.main import create_app
-from app.settings import Settings
+from app.core.settings import Settings
 
 
 class _Recording(trace.TracerProvider):

@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.services import violations as violations_service
-from app.settings import Settings
+from app.core.settings import Settings
+from app.enforcement import violations as violations_service
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # A week in the demo's time zone: 2026-11-23 is a Monday.

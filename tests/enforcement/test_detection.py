@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from app.services import rules_engine
-from app.services import violations as violations_service
+from app.enforcement import engine as rules_engine
+from app.enforcement import violations as violations_service
 from tests.enforcement.helpers import (
     CURB_SPACE,
     LOADING_SPACE,

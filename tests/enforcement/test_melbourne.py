@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 
-from app.services import inventory
+from app.inventory import service as inventory
 from tests.enforcement.helpers import add_events, detect, stored
 
 DATA = Path("/work/shared/data/melbourne")

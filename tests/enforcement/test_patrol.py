@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 
-from app.services import patrol
+from app.enforcement import patrol
 
 
 def _length(start: tuple[float, float], stops: list[tuple[float, float]], order: list[int]) -> float:

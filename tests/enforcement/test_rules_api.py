@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.services import violations as violations_service
+from app.enforcement import violations as violations_service
 from tests.enforcement.helpers import add_events, at, detect, space_position, stored
 
 SPACE = "td-hospital-lot-010"

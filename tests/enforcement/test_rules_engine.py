@@ -7,7 +7,7 @@ from datetime import timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.services.rules_engine import ALWAYS, Event, Found, Rule, evaluate, stays, windows
+from app.enforcement.engine import ALWAYS, Event, Found, Rule, evaluate, stays, windows
 from tests.enforcement.helpers import at
 
 MO_SA = 0b0111111

@@ -28,7 +28,7 @@ import asyncpg
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from app.settings import Settings
+from app.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL_CONF = ROOT / "deploy" / "mosquitto" / "mosquitto.local.conf"

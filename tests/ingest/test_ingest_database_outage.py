@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import create_engine
-from app.services import database
-from app.services import seed as seed_service
-from app.settings import Settings
+from app.core import migrate as database
+from app.core.db import create_engine
+from app.core.settings import Settings
+from app.inventory import seed as seed_service
 from tests.conftest import make_settings, poll
 from tests.ingest.harness import (
     PrivatePostgres,

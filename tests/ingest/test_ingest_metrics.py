@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from app.api.routes import ingest_metrics
-from app.db import raw_connection
-from app.services import occupancy as occ
+from app.core.db import raw_connection
+from app.occupancy import service as occ
 from tests.conftest import app_client
 
 

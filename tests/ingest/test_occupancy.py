@@ -10,9 +10,11 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import Forbidden, InvalidInput, NotFound
-from app.services import occupancy as occ
-from app.services.occupancy import Count, Directory, FacilityInfo, Occupancy, Rejected, SensorInfo
+from app.core.errors import Forbidden, InvalidInput, NotFound
+from app.occupancy import messages as msg
+from app.occupancy import service as occ
+from app.occupancy import staleness
+from app.occupancy.messages import Count, Directory, FacilityInfo, Occupancy, Rejected, SensorInfo
 from tests.conftest import poll
 
 ROOT = "parking"
@@ -27,10 +29,10 @@ def directory() -> Directory:
     return d
 
 
-def check(topic: str, body: object) -> occ.Event:
+def check(topic: str, body: object) -> msg.Event:
     payload = body if isinstance(body, bytes) else json.dumps(body).encode()
-    message = occ.parse_message(f"{ROOT}/{topic}", payload, root=ROOT)
-    return occ.validate(message, directory=directory(), now=NOW, max_clock_skew_s=300)
+    message = msg.parse_message(f"{ROOT}/{topic}", payload, root=ROOT)
+    return msg.validate(message, directory=directory(), now=NOW, max_clock_skew_s=300)
 
 
 def test_a_good_occupancy_message_becomes_an_event_in_utc() -> None:
@@ -45,7 +47,7 @@ def test_a_good_count_and_heartbeat() -> None:
     assert count == Count("zqdxj-garage", 37, NOW, 420)
     beat = check("tiedong-city/sensors/bay-000001/heartbeat",
                  {"observed_at": "2026-11-29T08:00:00Z", "rssi_dbm": -97})
-    assert isinstance(beat, occ.Heartbeat)
+    assert isinstance(beat, msg.Heartbeat)
     assert (beat.space_id, beat.rssi_dbm, beat.battery_v) == ("zqgc-lot-001", -97.0, None)
 
 
@@ -106,10 +108,10 @@ def test_rejections_map_to_http_errors() -> None:
 
 def test_status_is_unknown_when_silent_or_never_reported() -> None:
     fresh, old = NOW - timedelta(seconds=10), NOW - timedelta(hours=2)
-    assert occ.space_status(False, fresh, now=NOW, stale_after_s=1800) == "free"
-    assert occ.space_status(True, fresh, now=NOW, stale_after_s=1800) == "occupied"
-    assert occ.space_status(False, old, now=NOW, stale_after_s=1800) == "unknown"
-    assert occ.space_status(None, fresh, now=NOW, stale_after_s=1800) == "unknown"
+    assert staleness.space_status(False, fresh, now=NOW, stale_after_s=1800) == "free"
+    assert staleness.space_status(True, fresh, now=NOW, stale_after_s=1800) == "occupied"
+    assert staleness.space_status(False, old, now=NOW, stale_after_s=1800) == "unknown"
+    assert staleness.space_status(None, fresh, now=NOW, stale_after_s=1800) == "unknown"
 
 
 def test_notify_chunks_stay_under_the_postgres_limit() -> None:
@@ -169,7 +171,7 @@ async def test_since_follows_late_events_inside_the_spell(db: AsyncSession) -> N
 
 async def test_heartbeats_counts_and_rejections(db: AsyncSession) -> None:
     conn = await occ.driver_connection(db)
-    beat = occ.Heartbeat("bay-000001", "zqgc-lot-001", at(50), 3.1, -90.0)
+    beat = msg.Heartbeat("bay-000001", "zqgc-lot-001", at(50), 3.1, -90.0)
     count = Count("zqdxj-garage", 37, at(40), 420)
     rejection = occ.Rejection("parking/x", b"bad\x00payload" + b"x" * 5000, "bad_json: nope")
     result = await occ.write_batch(conn, [beat, count, Count("zqdxj-garage", 30, at(30))],

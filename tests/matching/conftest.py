@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from app.settings import Settings
+from app.core.settings import Settings
 
 
 async def set_state(settings: Settings, space_ids: Iterable[str], *, occupied: bool,

@@ -9,9 +9,9 @@ import numpy as np
 import orjson
 import pytest
 
-from app.services import free_index
-from app.services.free_index import FreeIndex
-from app.services.matching_eligibility import Eligibility
+from app.assignments import free_index
+from app.assignments.eligibility import Eligibility
+from app.assignments.free_index import FreeIndex
 
 R = 6_371_008.8
 NOW = 1_800_000_000.0

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.services.geo import haversine_m
-from app.settings import Settings
+from app.core.geo import haversine_m
+from app.core.settings import Settings
 from tests.conftest import app_client, make_committed_key, poll
 from tests.matching.conftest import fetch, set_state
 

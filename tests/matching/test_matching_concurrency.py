@@ -8,7 +8,7 @@ from contextlib import AsyncExitStack
 
 import pytest
 
-from app.settings import Settings
+from app.core.settings import Settings
 from tests.conftest import app_client, make_committed_key
 from tests.matching.conftest import fetch, set_state
 

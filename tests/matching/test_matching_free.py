@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from app.db import create_engine
-from app.services import matching as service
-from app.services import matching_eligibility
-from app.settings import Settings
+from app.assignments import eligibility as matching_eligibility
+from app.assignments import service
+from app.core.db import create_engine
+from app.core.settings import Settings
 from tests.conftest import app_client, make_committed_key, poll
 from tests.matching.conftest import fetch, set_state
 

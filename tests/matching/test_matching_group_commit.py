@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from app.services import keys as keys_service
-from app.settings import Settings
+from app.core.settings import Settings
+from app.keys import service as keys_service
 from tests.conftest import app_client, make_committed_key
 from tests.matching.conftest import fetch, set_state
 

@@ -16,9 +16,10 @@ import httpx
 import uvicorn
 
 from app.api.main import create_app
-from app.db import raw_connection
-from app.services import occupancy
-from app.settings import Settings
+from app.core.db import raw_connection
+from app.core.settings import Settings
+from app.occupancy import service as occupancy
+from app.occupancy.messages import Occupancy
 from tests.conftest import make_committed_key, poll
 from tests.ingest.harness import Ingest, Publisher
 from tests.matching.conftest import fetch, set_state
@@ -119,6 +120,6 @@ async def test_driver_near_their_space_when_it_fills_has_arrived(scratch: Callab
 
 async def _occupy_through_write_path(settings: Settings, space_id: str) -> None:
     operator_id, sensor_id = await _sensor_of(settings, space_id)
-    event = occupancy.Occupancy(sensor_id, space_id, True, datetime.now(UTC), source="http")
+    event = Occupancy(sensor_id, space_id, True, datetime.now(UTC), source="http")
     async with raw_connection(settings) as conn, conn.transaction():
         await occupancy.write_batch(conn, [event])

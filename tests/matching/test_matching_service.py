@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from app.api import free_spaces_fast
-from app.services import matching as service
-from app.services.matching_eligibility import Eligibility
-from app.services.matching_runtime import Batcher
-from app.settings import Settings
+from app.assignments import service
+from app.assignments.eligibility import Eligibility
+from app.assignments.runtime import Batcher
+from app.core.settings import Settings
 from matching import CostModel
 
 # Two drivers, two spaces 60 m apart on a line: A at the west end, B between.

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
-from app.settings import Settings
+from app.core.settings import Settings
 from tests.conftest import ROOT, RUN_ID, poll
 
 CHROMIUM = "/usr/bin/chromium"

@@ -16,8 +16,8 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 
-from app.mqtt_url import parse_mqtt_url
-from app.settings import Settings
+from app.core.mqtt_url import parse_mqtt_url
+from app.core.settings import Settings
 from tests.conftest import make_committed_key, poll
 from tests.web.conftest import WebPage, wait_for
 

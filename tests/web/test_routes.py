@@ -7,7 +7,7 @@ import re
 
 import httpx
 
-from app.settings import Settings
+from app.core.settings import Settings
 from tests.conftest import app_client
 
 

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, Field
 
 from app.api.deps import SessionDep, require_roles
-from app.services import keys as keys_service
-from app.services.keys import Principal
+from app.keys import service as keys_service
+from app.keys.service import Principal
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 

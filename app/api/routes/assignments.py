@@ -27,11 +27,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.api import errors as api_errors
 from app.api.deps import SessionDep, SettingsDep, require_roles
 from app.api.openapi import ERROR_RESPONSES
-from app.errors import Conflict, DomainError
-from app.services import keys as keys_service
-from app.services import matching as service
-from app.services import matching_reassign, matching_runtime
-from app.services.keys import Principal
+from app.assignments import reassign as matching_reassign
+from app.assignments import runtime as matching_runtime
+from app.assignments import service
+from app.core.errors import Conflict, DomainError
+from app.keys import service as keys_service
+from app.keys.service import Principal
 
 router = APIRouter(prefix="/v1/assignments", tags=["matching"])
 DriverKey = Annotated[Principal, Depends(require_roles("driver"))]

@@ -17,12 +17,12 @@ from pydantic import BaseModel
 from app.api import geojson
 from app.api.deps import SessionDep, SettingsDep, require_roles
 from app.api.openapi import ERROR_RESPONSES
-from app.errors import InvalidInput
-from app.services import hotspots as hotspots_service
-from app.services import patrol as patrol_service
-from app.services import violations as violations_service
-from app.services.keys import Principal
-from app.services.times import iso_utc
+from app.core.errors import InvalidInput
+from app.core.times import iso_utc
+from app.enforcement import hotspots as hotspots_service
+from app.enforcement import patrol as patrol_service
+from app.enforcement import violations as violations_service
+from app.keys.service import Principal
 
 router = APIRouter(prefix="/v1/enforcement", tags=["enforcement"])
 

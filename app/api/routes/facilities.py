@@ -19,10 +19,10 @@ from pydantic import BaseModel, Field
 from app.api import facility_cache, geojson
 from app.api.deps import SessionDep, SettingsDep
 from app.api.openapi import ERROR_RESPONSES
-from app.errors import InvalidInput
-from app.services import availability as availability_service
-from app.services import fiware
-from app.services.availability import FacilityAvailability, Snapshot
+from app.availability import fiware
+from app.availability import service as availability_service
+from app.availability.service import FacilityAvailability, Snapshot
+from app.core.errors import InvalidInput
 
 router = APIRouter(prefix="/v1/facilities", tags=["availability"])
 

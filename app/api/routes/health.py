@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from app.api.deps import SettingsDep
-from app.services import health as health_service
+from app.core import health as health_service
 
 router = APIRouter(tags=["operations"])
 

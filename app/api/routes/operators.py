@@ -1,7 +1,7 @@
 """Operator endpoints: occupancy and gate-count pushes, inventory upload.
 
 Pushes take the MQTT payload as the body and go through the ingest's own validation and
-batch writer (``app/services/occupancy.py``), so HTTP and MQTT keep the same rules. A push
+batch writer (``app/occupancy/service.py``), so HTTP and MQTT keep the same rules. A push
 that the validation rejects is stored in ``rejected_messages`` (source ``http``) and answered
 with its 4xx: ``404`` unknown sensor/facility, ``403`` another operator's, ``422`` otherwise.
 The body is read raw (not parsed by FastAPI) so that a malformed one is recorded too.
@@ -22,10 +22,10 @@ from app.api.deps import SessionDep, SettingsDep, require_operator_of, require_r
 from app.api.errors import error_response, status_for
 from app.api.facility_cache import invalidate
 from app.api.geojson import FEATURE_COLLECTION_SCHEMA
-from app.errors import DomainError, Forbidden, InvalidInput
-from app.services import inventory as inventory_service
-from app.services import occupancy as occupancy_service
-from app.services.keys import Principal
+from app.core.errors import DomainError, Forbidden, InvalidInput
+from app.inventory import service as inventory_service
+from app.keys.service import Principal
+from app.occupancy import service as occupancy_service
 
 router = APIRouter(prefix="/v1/operators/{operator_id}", tags=["operators"])
 

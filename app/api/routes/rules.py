@@ -9,9 +9,9 @@ from pydantic import BaseModel
 
 from app.api.deps import SessionDep, require_roles
 from app.api.openapi import ERROR_RESPONSES
-from app.services import rules as rules_service
-from app.services.keys import Principal
-from app.services.rules import RuleSpec
+from app.enforcement import rules as rules_service
+from app.enforcement.rules import RuleSpec
+from app.keys.service import Principal
 
 router = APIRouter(prefix="/v1/admin/rules", tags=["admin"])
 

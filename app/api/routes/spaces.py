@@ -20,8 +20,8 @@ from pydantic import BaseModel
 
 from app.api import free_spaces_fast, geojson
 from app.api.openapi import ERROR_RESPONSES
-from app.services import matching as service
-from app.services import matching_eligibility
+from app.assignments import eligibility as matching_eligibility
+from app.assignments import service
 
 router = APIRouter(prefix="/v1/spaces", tags=["matching"])
 

@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from app.api.deps import SettingsDep
-from app.settings import Settings
+from app.core.settings import Settings
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 NO_CACHE = {"Cache-Control": "no-cache"}

@@ -1,0 +1,140 @@
+"""Parking rules managed by an admin: list, create, delete (facility, space or zone rules).
+
+The inventory importer also writes facility and space rules: re-importing an operator's file
+replaces the rules of the facilities and spaces in it, admin-made ones included. Zone rules
+(polygons) are only managed here. ``citypark enforce`` notices any change on its next pass.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import time
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from geoalchemy2.shape import from_shape
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from shapely.geometry import shape
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core import hours
+from app.core.errors import InvalidInput, NotFound
+from app.inventory.models import Facility, ParkingRule, Space
+
+
+class RuleSpec(BaseModel):
+    """A new rule: where (exactly one of facility, space or zone) and what (a limit or no parking)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    facility_id: str | None = None
+    space_id: str | None = None
+    zone: dict[str, Any] | None = Field(default=None, description="GeoJSON Polygon (lon/lat)")
+    max_stay_minutes: int | None = Field(default=None, gt=0, le=7 * 1440)
+    no_parking: bool = False
+    days: str = Field(default="Mo-Su", examples=["Mo-Sa"])
+    start: str = Field(default="00:00", alias="from", examples=["08:00"])
+    end: str = Field(default="24:00", alias="to", examples=["20:00"])
+    timezone: str = "Asia/Shanghai"
+    note: str | None = Field(default=None, max_length=500)
+
+    @model_validator(mode="after")
+    def _one_target_one_kind(self) -> RuleSpec:
+        if sum(x is not None for x in (self.facility_id, self.space_id, self.zone)) != 1:
+            raise ValueError("give exactly one of facility_id, space_id or zone")
+        if self.no_parking == (self.max_stay_minutes is not None):
+            raise ValueError("a rule has either max_stay_minutes or no_parking: true")
+        return self
+
+
+def _row(rule: ParkingRule, zone_json: str | None) -> dict[str, Any]:
+    return {
+        "id": rule.id, "facility_id": rule.facility_id, "space_id": rule.space_id,
+        "zone": json.loads(zone_json) if zone_json else None, "kind": rule.kind,
+        "max_stay_minutes": rule.max_stay_minutes, "no_parking": rule.kind == "no_parking",
+        "days": rule.days, "from": rule.start_time.strftime("%H:%M"),
+        "to": _clock_text(rule.start_time, rule.end_time), "timezone": rule.timezone, "note": rule.note,
+    }
+
+
+def _clock_text(start: time, end: time) -> str:
+    return "24:00" if end == time(0) and start == time(0) else end.strftime("%H:%M")
+
+
+async def list_rules(
+    session: AsyncSession, *, facility_id: str | None = None, space_id: str | None = None,
+    kind: str | None = None,
+) -> list[dict[str, Any]]:
+    """Rules, optionally of one facility, one space or one kind, by id."""
+    stmt = select(ParkingRule, func.ST_AsGeoJSON(ParkingRule.zone, 7)).order_by(ParkingRule.id)
+    if facility_id is not None:
+        stmt = stmt.where(ParkingRule.facility_id == facility_id)
+    if space_id is not None:
+        stmt = stmt.where(ParkingRule.space_id == space_id)
+    if kind is not None:
+        stmt = stmt.where(ParkingRule.kind == kind)
+    return [_row(rule, zone) for rule, zone in (await session.execute(stmt)).all()]
+
+
+async def get_rule(session: AsyncSession, *, rule_id: int) -> dict[str, Any]:
+    """One rule; NotFound if there is none with that id."""
+    row = (await session.execute(
+        select(ParkingRule, func.ST_AsGeoJSON(ParkingRule.zone, 7)).where(ParkingRule.id == rule_id)
+    )).one_or_none()
+    if row is None:
+        raise NotFound(f"no rule {rule_id}")
+    return _row(row[0], row[1])
+
+
+async def create_rule(session: AsyncSession, *, spec: RuleSpec) -> dict[str, Any]:
+    """Validate and store a rule (flush only); returns it as ``get_rule`` would."""
+    start, end = hours.parse_clock(spec.start), hours.parse_clock(spec.end)
+    rule = ParkingRule(
+        facility_id=spec.facility_id, space_id=spec.space_id, zone=_zone(spec.zone),
+        kind="no_parking" if spec.no_parking else "time_limit", max_stay_minutes=spec.max_stay_minutes,
+        days=spec.days, day_mask=hours.parse_days(spec.days), start_time=time(start % 1440 // 60, start % 60),
+        end_time=time(end % 1440 // 60, end % 60), timezone=_timezone(spec.timezone), note=spec.note)
+    await _check_target(session, spec)
+    session.add(rule)
+    await session.flush()
+    return await get_rule(session, rule_id=rule.id)
+
+
+async def delete_rule(session: AsyncSession, *, rule_id: int) -> None:
+    """Delete a rule; its past violations stay, with ``rule_id`` set to NULL."""
+    rule = await session.get(ParkingRule, rule_id)
+    if rule is None:
+        raise NotFound(f"no rule {rule_id}")
+    await session.delete(rule)
+    await session.flush()
+
+
+async def _check_target(session: AsyncSession, spec: RuleSpec) -> None:
+    if spec.facility_id is not None and await session.get(Facility, spec.facility_id) is None:
+        raise InvalidInput(f"unknown facility {spec.facility_id!r}")
+    if spec.space_id is not None and await session.get(Space, spec.space_id) is None:
+        raise InvalidInput(f"unknown space {spec.space_id!r}")
+
+
+def _zone(raw: dict[str, Any] | None) -> Any:
+    if raw is None:
+        return None
+    try:
+        polygon = shape(raw)
+    except Exception:
+        raise InvalidInput("zone is not a GeoJSON geometry") from None
+    if polygon.geom_type != "Polygon" or not polygon.is_valid or polygon.is_empty:
+        raise InvalidInput("zone must be a valid GeoJSON Polygon")
+    minx, miny, maxx, maxy = polygon.bounds
+    if not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
+        raise InvalidInput("zone coordinates out of range (lon -180..180, lat -90..90)")
+    return from_shape(polygon, srid=4326)
+
+
+def _timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise InvalidInput(f"unknown time zone {name!r}") from None
+    return name

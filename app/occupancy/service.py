@@ -1,0 +1,173 @@
+"""The one write path for sensor input: MQTT ingest and the operator HTTP pushes.
+
+Messages are decoded and validated by :mod:`app.occupancy.messages`; ``write_batch(conn, events,
+rejections=...)`` writes a whole batch in the caller's transaction with set-based statements:
+history with ``unnest`` inserts ``ON CONFLICT DO NOTHING`` (an event is identified by
+``(sensor_id, observed_at, seq)``, so re-deliveries are no-ops), one set-based update of
+``space_state`` (its rows locked and read first, in key order; a newer ``(observed_at, seq)``
+wins; ``since`` is the start of the current occupied/free spell, recomputed from history when a
+late event lands inside it), sensor ``last_seen``, ``battery_v`` and ``rssi_dbm`` (heartbeats
+and battery reports), gate counts into ``count_events`` + ``facility_counts``, and rejected
+messages. Rows are locked in key order so concurrent workers do not deadlock.
+
+**Notifications.** After the batch's transaction commits, PostgreSQL delivers
+``NOTIFY space_state`` with a JSON array of the space ids whose ``occupied`` value changed in that
+batch (``["zqgc-lot-001", "s51-04-003"]``). A batch normally sends one notification; a very
+large change set is split into several arrays of under 7,500 bytes each. Listeners re-read
+``space_state`` for those ids (the payload carries no state, so a late listener is never wrong).
+
+**Staleness is computed by readers, not stored.** A space's status is ``unknown`` when its
+``space_state.occupied`` is NULL or its ``last_seen`` (any message from its sensor, occupancy
+or heartbeat) is older than ``settings.stale_after_s``; never ``free``. Use
+:mod:`app.occupancy.staleness` so every reader agrees.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import asyncpg
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.settings import Settings
+from app.occupancy import sql
+from app.occupancy.messages import (
+    Count,
+    Directory,
+    Event,
+    Heartbeat,
+    Occupancy,
+    Rejected,
+    Rejection,
+    parse_message,
+    validate,
+)
+
+STORED_PAYLOAD_CHARS = 2000
+NOTIFY_CHANNEL = "space_state"
+NOTIFY_MAX_BYTES = 7500
+
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What a batch changed: new history rows, new counts, rejections, spaces whose state flipped."""
+
+    history_inserted: int
+    counts_inserted: int
+    rejected: int
+    changed_spaces: list[str]
+
+
+async def write_batch(conn: asyncpg.Connection, events: Sequence[Event], *,
+                      rejections: Sequence[Rejection] = (), notify: bool = True) -> BatchResult:
+    """Write a batch (history, state, sensors, counts, rejections) in the caller's transaction.
+
+    Idempotent: writing the same events again changes nothing. The caller commits; on a
+    deadlock or serialization failure (``asyncpg.exceptions.DeadlockDetectedError``) the caller
+    rolls back and retries the whole batch. ``NOTIFY space_state`` is sent when ``notify``.
+    """
+    occ = _dedupe([e for e in events if isinstance(e, Occupancy)],
+                  lambda e: (e.sensor_id, e.observed_at, e.seq))
+    counts = _dedupe([e for e in events if isinstance(e, Count)], lambda e: (e.facility_id, e.observed_at))
+    beats = [e for e in events if isinstance(e, Heartbeat)]
+    inserted = await sql.insert_history(conn, occ)
+    changed = await sql.upsert_space_state(conn, occ, beats)
+    # Sensor rows move on heartbeats and battery reports; every occupancy message already
+    # moves space_state.last_seen, which is what staleness reads.
+    await sql.update_sensors(conn, [*[e for e in occ if e.battery_v is not None], *beats])
+    n_counts = await sql.write_counts(conn, counts)
+    await sql.insert_rejections(conn, [_stored(r) for r in rejections])
+    if notify and changed:
+        await conn.execute("SELECT pg_notify($1, c) FROM unnest($2::text[]) AS c",
+                           NOTIFY_CHANNEL, _notify_chunks(changed))
+    return BatchResult(inserted, n_counts, len(rejections), changed)
+
+
+def _dedupe(items: list[Any], key: Any) -> list[Any]:
+    seen: dict[Any, Any] = {}
+    for item in items:
+        seen.setdefault(key(item), item)
+    return list(seen.values())
+
+
+def _stored(r: Rejection) -> tuple[str, str, str, str]:
+    """Topic, payload (truncated, NUL-free text), reason, source."""
+    raw = r.payload.decode("utf-8", "replace") if isinstance(r.payload, bytes) else r.payload
+    return (_clean(r.topic, 500), _clean(raw, STORED_PAYLOAD_CHARS), _clean(r.reason, 500), r.source)
+
+
+def _clean(text: str, limit: int) -> str:
+    return text[:limit].replace("\x00", "\\u0000")
+
+
+def _notify_chunks(space_ids: list[str]) -> list[str]:
+    chunks: list[str] = []
+    current: list[str] = []
+    size = 2
+    for sid in space_ids:
+        item = len(json.dumps(sid).encode()) + 1
+        if current and size + item > NOTIFY_MAX_BYTES:
+            chunks.append(json.dumps(current, separators=(",", ":")))
+            current, size = [], 2
+        current.append(sid)
+        size += item
+    return [*chunks, json.dumps(current, separators=(",", ":"))] if current else chunks
+
+
+# --- the HTTP push endpoints --------------------------------------------------------------
+
+
+async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection under ``session``, inside the session's transaction."""
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    return raw.driver_connection
+
+
+async def push(session: AsyncSession, *, settings: Settings, operator_id: str,
+               target: Literal["sensors", "facilities"], target_id: str, kind: str,
+               body: Any) -> Event:
+    """Validate and write one pushed message (the operator HTTP endpoints; the caller commits).
+
+    ``body`` is the parsed JSON (or raw bytes). Raises ``NotFound`` (unknown sensor or facility),
+    ``Forbidden`` (another operator's) or ``InvalidInput`` (kind = the reason code) when the
+    message is rejected; :func:`record_rejection` stores such a rejection if wanted.
+    """
+    payload = body if isinstance(body, bytes) else orjson.dumps(body)
+    topic = "/".join((settings.mqtt_topic_root, operator_id, target, target_id, kind))
+    conn = await driver_connection(session)
+    try:
+        message = parse_message(topic, payload, root=settings.mqtt_topic_root)
+        directory = Directory()
+        await directory.fetch(conn, **{"sensor_ids" if target == "sensors" else "facility_ids": [target_id]})
+        event = validate(message, directory=directory, now=datetime.now(UTC),
+                         max_clock_skew_s=settings.max_clock_skew_s, source="http")
+    except Rejected as rej:
+        raise rej.as_domain_error() from None
+    await write_batch(conn, [event])
+    return event
+
+
+async def push_occupancy(session: AsyncSession, *, settings: Settings, operator_id: str,
+                         sensor_id: str, body: Any) -> Event:
+    """``POST /v1/operators/{op}/sensors/{id}/occupancy``: see :func:`push`."""
+    return await push(session, settings=settings, operator_id=operator_id, target="sensors",
+                      target_id=sensor_id, kind="occupancy", body=body)
+
+
+async def push_count(session: AsyncSession, *, settings: Settings, operator_id: str,
+                     facility_id: str, body: Any) -> Event:
+    """``POST /v1/operators/{op}/facilities/{id}/count``: see :func:`push`."""
+    return await push(session, settings=settings, operator_id=operator_id, target="facilities",
+                      target_id=facility_id, kind="count", body=body)
+
+
+async def record_rejection(session: AsyncSession, rejection: Rejection) -> None:
+    """Store one rejection (e.g. of an HTTP push) in the session's transaction."""
+    await sql.insert_rejections(await driver_connection(session), [_stored(rejection)])

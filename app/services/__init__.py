@@ -1,1 +1,0 @@
-"""Domain services: small module-level functions; transactions belong to the caller."""
