@@ -23,8 +23,6 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
-from fastapi import FastAPI
-from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.availability.service import Snapshot
@@ -64,14 +62,6 @@ class FacilityCache:
                 value = await load()
                 self.value, self.loaded_at = value, time.monotonic()
             return self.value
-
-
-def install(app: FastAPI) -> None:
-    """The cache on ``app.state.facility_cache`` and the fast path as innermost middleware."""
-    cache = FacilityCache()
-    app.state.facility_cache = cache
-    # Appended (not add_middleware, which puts it outermost): inside the rate limit and CORS.
-    app.user_middleware.append(Middleware(FastPath, cache=cache, settings=app.state.settings))
 
 
 def invalidate(app: Any) -> None:

@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
-from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 PATH = "/v1/spaces/free"
@@ -24,11 +23,6 @@ KEYS = {"lat", "lon", "limit", "radius_m", "accessible", "ev", "format"}
 _FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _BOOL = {"true": True, "false": False, "1": True, "0": False}
 _HEADERS = [(b"content-type", b"application/json")]
-
-
-def install(app: FastAPI) -> None:
-    """Append as the innermost user middleware (inside rate limit and CORS)."""
-    app.user_middleware.append(Middleware(FreeSpacesFastPath, owner=app))
 
 
 class FreeSpacesFastPath:

@@ -1,19 +1,36 @@
-"""The application factory: ``create_app(settings)``."""
+"""The application factory: ``create_app(settings)``.
+
+Everything the app is made of is listed here, in order: the routers (``ROUTERS``), the
+middleware (outermost first) and the per-process background parts started in the lifespan
+(the assignment runtime, the rejected-messages metrics refresher). Nothing is discovered.
+"""
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from types import ModuleType
 
 from fastapi import APIRouter, FastAPI
+from fastapi.staticfiles import StaticFiles
 from fastapi.telemetry import TelemetryConfig
+from starlette.middleware import Middleware
 
 from app.api import errors as api_errors
-from app.api import limits, openapi, routes
+from app.api import facility_cache, free_spaces_fast, limits, openapi
 from app.api.cors import CORSMiddleware
+from app.api.routes import (
+    admin,
+    assignments,
+    enforcement,
+    facilities,
+    health,
+    ingest_metrics,
+    operators,
+    rules,
+    spaces,
+    web,
+)
+from app.assignments import runtime as assignment_runtime
 from app.core.db import create_engine, create_sessionmaker
 from app.core.settings import Settings, get_settings
 
@@ -23,18 +40,11 @@ DESCRIPTION = (
     '`{"error": "<kind>", "detail": "<text>"}`. Authenticate with `Authorization: Bearer <key>`.'
 )
 
-
-def discover_route_modules() -> list[ModuleType]:
-    """Every module in ``app.api.routes`` that has a ``router``, in name order.
-
-    A module may also define ``setup(app)`` to add startup/shutdown hooks or middleware.
-    """
-    found = []
-    for info in sorted(pkgutil.iter_modules(routes.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{routes.__name__}.{info.name}")
-        if isinstance(getattr(module, "router", None), APIRouter):
-            found.append(module)
-    return found
+# In this order: a path is matched by the first router that has it.
+ROUTERS: list[APIRouter] = [
+    admin.router, assignments.router, enforcement.router, facilities.router, health.router,
+    ingest_metrics.router, operators.router, rules.router, spaces.router, web.router,
+]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -45,13 +55,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(settings)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
-        for hook in app.state.startup_hooks:
-            await hook(app)
+        await assignment_runtime.start(app)
+        ingest_metrics.start(app)
         try:
             yield
         finally:
-            for hook in reversed(app.state.shutdown_hooks):
-                await hook(app)
+            await ingest_metrics.stop(app)
+            await assignment_runtime.stop(app)
             await engine.dispose()
 
     # FastAPI's native OpenTelemetry asks the global providers on every request; operations
@@ -61,20 +71,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="citypark", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
                   telemetry=telemetry)
     app.state.settings = settings
-    app.state.startup_hooks = []
-    app.state.shutdown_hooks = []
+    _install_middleware(app, settings)
+    api_errors.install(app)
+    openapi.install(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
+    return app
+
+
+def _install_middleware(app: FastAPI, settings: Settings) -> None:
+    """Outermost first: rate and body limits, CORS, then the hot-path answers in front of the router."""
     limits.install(app, settings)  # before CORS, so that 413/429 answers carry CORS headers
     app.add_middleware(
         CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
         allow_headers=["Authorization", "Content-Type"],
     )
-    api_errors.install(app)
-    openapi.install(app)
-    for module in discover_route_modules():
-        app.include_router(module.router)
-        if hasattr(module, "setup"):
-            module.setup(app)
-    return app
+    # appended, not add_middleware (which puts a layer outermost): inside the limits and CORS
+    app.state.facility_cache = facility_cache.FacilityCache()
+    app.user_middleware.append(Middleware(assignments.CreateFastPath, owner=app))
+    app.user_middleware.append(Middleware(facility_cache.FastPath, cache=app.state.facility_cache,
+                                          settings=settings))
+    app.user_middleware.append(Middleware(free_spaces_fast.FreeSpacesFastPath, owner=app))
 
 
 def app_factory() -> FastAPI:

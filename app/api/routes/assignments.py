@@ -21,7 +21,6 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api import errors as api_errors
@@ -38,12 +37,6 @@ router = APIRouter(prefix="/v1/assignments", tags=["matching"])
 DriverKey = Annotated[Principal, Depends(require_roles("driver"))]
 Status = Literal["held", "reassigned", "arrived", "expired", "cancelled"]
 KEEPALIVE_S = 15.0
-
-
-def setup(app: FastAPI) -> None:
-    app.state.startup_hooks.append(matching_runtime.start)
-    app.state.shutdown_hooks.append(matching_runtime.stop)
-    app.user_middleware.append(Middleware(CreateFastPath, owner=app))  # innermost, like spaces'
 
 
 class AssignmentIn(BaseModel):

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, FastAPI, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
@@ -84,10 +84,6 @@ class HistoryOut(BaseModel):
     until: datetime
     step_s: int
     points: list[HistoryPoint]
-
-
-def setup(app: FastAPI) -> None:
-    facility_cache.install(app)
 
 
 LIST_CONTENT = {**geojson.geojson_content(), fiware.MEDIA_TYPE: {"schema": {

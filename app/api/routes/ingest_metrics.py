@@ -61,16 +61,14 @@ async def _refresh_forever(app: FastAPI) -> None:
         await asyncio.sleep(REFRESH_S)  # the refresh period
 
 
-def setup(app: FastAPI) -> None:
-    async def start(app: FastAPI) -> None:
-        app.state.rejected_metrics_task = asyncio.create_task(_refresh_forever(app))
+def start(app: FastAPI) -> None:
+    """Count rejected messages for /metrics every ``REFRESH_S`` in the background."""
+    app.state.rejected_metrics_task = asyncio.create_task(_refresh_forever(app))
 
-    async def stop(app: FastAPI) -> None:
-        task: Any = getattr(app.state, "rejected_metrics_task", None)
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
-    app.state.startup_hooks.append(start)
-    app.state.shutdown_hooks.append(stop)
+async def stop(app: FastAPI) -> None:
+    task: Any = getattr(app.state, "rejected_metrics_task", None)
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

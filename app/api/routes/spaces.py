@@ -14,20 +14,16 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 import orjson
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from app.api import free_spaces_fast, geojson
+from app.api import geojson
 from app.api.openapi import ERROR_RESPONSES
 from app.assignments import eligibility as matching_eligibility
 from app.assignments import service
 
 router = APIRouter(prefix="/v1/spaces", tags=["matching"])
-
-
-def setup(app: FastAPI) -> None:
-    free_spaces_fast.install(app)
 
 
 class FreeSpaceOut(BaseModel):

@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import FileResponse
-from fastapi.staticfiles import StaticFiles
 
 from app.api.deps import SettingsDep
 from app.core.settings import Settings
@@ -44,6 +43,3 @@ async def config_js(settings: SettingsDep) -> Response:
     body = "window.CITYPARK_CONFIG = " + json.dumps(page_config(settings), ensure_ascii=False) + ";\n"
     return Response(body, media_type="text/javascript; charset=utf-8", headers=NO_CACHE)
 
-
-def setup(app: FastAPI) -> None:
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
