@@ -1,1 +1,1 @@
-"""Every module here that defines ``router`` is included by ``create_app``."""
+"""One module per domain, each with a ``router``; ``app.api.main.ROUTERS`` lists them in order."""
