@@ -24,7 +24,7 @@ import orjson
 from numpy.typing import NDArray
 
 from app.assignments.eligibility import Eligibility
-from app.core.geo import EARTH_RADIUS_M
+from matching.geo import M_PER_DEGREE, arc_m, least_dot, unit_xyz
 
 # Whole columns in id order, as arrays: one row, decoded in C by asyncpg.
 SPACES_SQL = """
@@ -63,8 +63,6 @@ WHERE hold && tstzrange(now(), NULL) AND lower(hold) > to_timestamp($1)
 
 CELL_M = 50.0
 MAX_DENSE_CELLS = 4_000_000  # 100 km × 100 km of 50 m cells
-_M_PER_DEG = math.pi * EARTH_RADIUS_M / 180
-_TWO_R = 2 * EARTH_RADIUS_M  # great circle = 2R·asin(chord / 2), chord = √(2 − 2 a·b)
 # Window half-widths tried in turn (cells): steps of ~1.5× up to beyond any radius.
 _HALF_WIDTHS = tuple(sorted({2**k for k in range(23)} | {3 * 2**k for k in range(22)}))
 
@@ -98,7 +96,7 @@ class Grid:
             np.searchsorted(self.keys, np.arange(cells + 1)).tolist() if cells <= MAX_DENSE_CELLS else None)
 
     def _project(self, lat: Any, lon: Any) -> tuple[Any, Any]:
-        return (lon - self.lon0) * self.cos0 * _M_PER_DEG, (lat - self.lat0) * _M_PER_DEG
+        return (lon - self.lon0) * self.cos0 * M_PER_DEGREE, (lat - self.lat0) * M_PER_DEGREE
 
     def cell(self, lat: float, lon: float) -> tuple[int, int]:
         """The cell (column, row) of a point, possibly outside the grid."""
@@ -126,16 +124,16 @@ class Grid:
         ``lat``: for points within the grid's latitudes, one cached value taken at its most poleward
         edge (where east-west metres per cell are fewest)."""
         if abs(lat) > self.max_abs_lat:
-            return _dot_within(self.covered_m(lat, _HALF_WIDTHS[step]))
+            return least_dot(self.covered_m(lat, _HALF_WIDTHS[step]))
         while len(self._covered) <= step:
-            self._covered.append(_dot_within(self.covered_m(self.max_abs_lat, _HALF_WIDTHS[len(self._covered)])))
+            self._covered.append(least_dot(self.covered_m(self.max_abs_lat, _HALF_WIDTHS[len(self._covered)])))
         return self._covered[step]
 
     def covered_m(self, lat: float, r: int) -> float:
         """True distance within which every point lies inside the window of half-width ``r`` cells
         around a point at ``lat``: north-south exact, east-west scaled by cos(lat) / cos(lat0)."""
         half = r * self.cell_m
-        furthest = min(abs(lat) + half / _M_PER_DEG, 90.0)
+        furthest = min(abs(lat) + half / M_PER_DEGREE, 90.0)
         return half * min(1.0, math.cos(math.radians(furthest)) / self.cos0) * 0.999
 
 
@@ -146,13 +144,6 @@ class State:
     occupied: NDArray[np.int8]  # 1 occupied, 0 free, -1 unknown
     seen: NDArray[np.float64]  # epoch seconds of the last message
     held_until: NDArray[np.float64]
-
-
-def unit_xyz(lat: Any, lon: Any) -> NDArray[np.float64]:
-    """Points on the unit sphere for (lat, lon) in degrees, shape (n, 3): chord order is
-    great-circle order."""
-    la, lo = np.radians(np.asarray(lat, float)), np.radians(np.asarray(lon, float))
-    return np.column_stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)])
 
 
 class FreeIndex:
@@ -333,7 +324,7 @@ class FreeIndex:
         cx, cy = grid.cell(lat, lon)
         la, lo = math.radians(lat), math.radians(lon)
         point = np.array((math.cos(la) * math.cos(lo), math.cos(la) * math.sin(lo), math.sin(la)))
-        least_dot = _dot_within(radius_m)
+        floor = least_dot(radius_m)
         step = self._r_hint
         while True:
             runs = grid.runs(cx, cy, _HALF_WIDTHS[step])
@@ -351,10 +342,10 @@ class FreeIndex:
             order = np.argsort(-dot)
             covered = grid.covered_dot(step, lat)
             # the window holds the whole answer when it covers the radius or the grid
-            final = covered <= least_dot or grid.spans(cx, cy, _HALF_WIDTHS[step])
+            final = covered <= floor or grid.spans(cx, cy, _HALF_WIDTHS[step])
             found: list[tuple[int, float]] = []
             for i, d in zip(pos[order].tolist(), dot[order].tolist(), strict=True):
-                if d < least_dot:
+                if d < floor:
                     final = True  # beyond the radius: nothing further counts
                     break
                 if d < covered and not final:
@@ -368,10 +359,6 @@ class FreeIndex:
                 if step and found and found[-1][1] >= grid.covered_dot(step - 1, lat):
                     step -= 1  # a smaller window would have done
                 self._r_hint = step
-                return [(i, _TWO_R * math.asin(min(1.0, math.sqrt(max(0.0, 2 - 2 * d)) / 2))) for i, d in found]
+                return [(i, arc_m(d)) for i, d in found]
             step += 1
 
-
-def _dot_within(distance_m: float) -> float:
-    """The least dot product of unit vectors at most ``distance_m`` apart (|a - b|² = 2 - 2 a·b)."""
-    return 1 - 2 * math.sin(min(distance_m / EARTH_RADIUS_M, math.pi) / 2) ** 2

@@ -22,8 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 import matching
 from app.assignments import service, sql
 from app.assignments.eligibility import Eligibility
-from app.core.geo import haversine_m
 from app.core.settings import Settings
+from matching.geo import haversine_m
 
 NEARBY_HOLDERS = 8
 NEARBY_RADIUS_M = 300.0

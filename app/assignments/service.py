@@ -35,12 +35,11 @@ from app.assignments import sql
 from app.assignments.eligibility import Eligibility
 from app.assignments.free_index import FreeIndex
 from app.core.errors import InvalidInput, NoFreeSpace, NotFound
-from app.core.geo import haversine_m
 from app.core.settings import Settings
 from app.keys.service import Principal
 from matching import solve
 from matching.cost import driver_columns, space_columns
-from matching.geo import project
+from matching.geo import haversine_m, project
 
 MODEL = matching.CostModel()
 MAX_LIMIT = 100
@@ -98,24 +97,12 @@ class Batch:
     options: list[list[Option]] = field(default_factory=list)
 
 
-def check_point(lat: float, lon: float, what: str = "lat/lon") -> None:
-    """Coordinates must be finite WGS84 degrees."""
-    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-        raise InvalidInput(f"{what} out of range: lat must be in [-90, 90], lon in [-180, 180]")
-
-
 def check_radius(radius_m: float | None, settings: Settings) -> float:
     """The search radius, defaulted and bounded by the settings."""
     radius = settings.default_radius_m if radius_m is None else radius_m
     if not 0 < radius <= settings.max_radius_m:
         raise InvalidInput(f"radius_m must be in (0, {settings.max_radius_m:g}]")
     return radius
-
-
-def check_limit(limit: int) -> int:
-    if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}")
-    return limit
 
 
 # --- candidates and the batch decision ----------------------------------------------------

@@ -19,7 +19,6 @@ a driver heads), which is also the ``lat``/``lon`` returned.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,8 +31,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import hours
 from app.core.errors import InvalidInput, NotFound
-from app.core.geo import EARTH_RADIUS_M
 from app.core.times import iso_utc
+from matching.geo import haversine_m
 
 STATUSES = ("spacesAvailable", "almostFull", "full", "closed", "unknown")
 ALMOST_FULL_FRACTION = 0.1  # fewer than 10 % of the spaces free reads almostFull
@@ -154,7 +153,7 @@ class Snapshot:
         keep = np.ones(len(self.items), dtype=bool) if kind is None else self.kinds == kind
         if lat is None or lon is None:
             return [(int(i), None) for i in np.flatnonzero(keep)[:limit]]
-        dist = _haversine(lat, lon, self.lat, self.lon)
+        dist = haversine_m(lat, lon, self.lat, self.lon)
         idx = np.flatnonzero(keep & (dist <= radius_m))
         idx = idx[np.argsort(dist[idx], kind="stable")][:limit]
         return [(int(i), float(dist[i])) for i in idx]
@@ -163,11 +162,6 @@ class Snapshot:
         """The list endpoint's JSON objects of ``near``'s hits."""
         return [{**self.public[i], "distance_m": None if d is None else round(d, 1)} for i, d in hits]
 
-
-def _haversine(lat: float, lon: float, lats: np.ndarray, lons: np.ndarray) -> np.ndarray:
-    p1, p2 = math.radians(lat), np.radians(lats)
-    a = np.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * np.cos(p2) * np.sin(np.radians(lons - lon) / 2) ** 2
-    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
 
 async def snapshot(session: AsyncSession, *, now: datetime, stale_after_s: int, timezone: str) -> Snapshot:

@@ -14,18 +14,15 @@ import numpy as np
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.geo import EARTH_RADIUS_M
+from matching.geo import haversine_m
 
 MAX_2OPT_ROUNDS = 50
 
 
 def distance_matrix(points: list[tuple[float, float]]) -> np.ndarray:
     """Haversine metres between every pair of ``(lat, lon)`` points."""
-    lat, lon = (np.radians(np.array(c, dtype=float)) for c in zip(*points, strict=True))
-    dlat = lat[:, None] - lat[None, :]
-    dlon = lon[:, None] - lon[None, :]
-    a = np.sin(dlat / 2) ** 2 + np.cos(lat[:, None]) * np.cos(lat[None, :]) * np.sin(dlon / 2) ** 2
-    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
+    lat, lon = (np.array(c, dtype=float) for c in zip(*points, strict=True))
+    return np.asarray(haversine_m(lat[:, None], lon[:, None], lat[None, :], lon[None, :]))
 
 
 def nearest_neighbour(dist: np.ndarray) -> list[int]:

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.availability import service as availability
 from app.core import hours
-from app.core.geo import haversine_m
+from matching.geo import haversine_m
 from tests.api.conftest import facility_spaces, hold, set_count, set_spaces
 
 CENTRE = {"lat": 41.112, "lon": 122.997}

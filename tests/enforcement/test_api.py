@@ -10,8 +10,8 @@ import pytest
 from shapely.geometry import Point, shape
 from sqlalchemy import text
 
-from app.core.geo import haversine_m
 from app.enforcement.violations import CSV_COLUMNS
+from matching.geo import haversine_m
 from tests.enforcement.helpers import add_events, add_violation, space_position
 
 ENDPOINTS = [

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.core.geo import haversine_m
 from app.core.settings import Settings
+from matching.geo import haversine_m
 from tests.conftest import app_client, make_committed_key, poll
 from tests.matching.conftest import fetch, set_state
 
