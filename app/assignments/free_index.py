@@ -44,7 +44,7 @@ LEFT JOIN (SELECT space_id, max(upper(hold)) AS until FROM assignments
 """
 _STATE_COLUMNS = (
     "coalesce(st.occupied::int, -1)",
-    "coalesce(extract(epoch FROM coalesce(st.last_seen, st.observed_at))::float8, 'NaN')",
+    "coalesce(extract(epoch FROM st.last_seen)::float8, 'NaN')",  # when heard from (staleness)
     "coalesce(extract(epoch FROM h.until)::float8, 'NaN')",
 )
 ALL_STATES_SQL = "SELECT array_agg(s.id ORDER BY s.id), " + ", ".join(

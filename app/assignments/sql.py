@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
+from app.occupancy.staleness import fresh_sql
+
 ACTIVE_STATUSES = ("held", "reassigned")
 ACTIVE = "('held', 'reassigned')"
 
 _FREE_SPACE = f"""
     st.occupied IS FALSE
-    AND coalesce(st.last_seen, st.observed_at) > now() - make_interval(secs => :stale)
+    AND {fresh_sql('st')}
     AND NOT s.no_parking
     AND s.facility_id <> ALL(CAST(:closed AS text[]))
     AND s.id <> ALL(CAST(:blocked AS text[]))
@@ -61,7 +63,7 @@ FROM (SELECT CAST(ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS geography) AS g)
      LEFT JOIN LATERAL (SELECT count(*) AS n FROM assignments a WHERE a.facility_id = f.id
                         AND a.space_id IS NULL AND a.status IN {ACTIVE} AND upper(a.hold) > now()) h ON true
 WHERE f.counted AND f.id <> ALL(CAST(:closed AS text[]))
-  AND coalesce(c.last_seen, c.observed_at) > now() - make_interval(secs => :stale)
+  AND {fresh_sql('c')}
   AND c.free - coalesce(h.n, 0) > 0
   AND ST_DWithin(f.entrance::geography, p.g, :radius)
 ORDER BY f.entrance <-> ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)
@@ -95,7 +97,7 @@ FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::float8[], $5::float8[], $6::
 JOIN spaces s ON s.id = r.space_id
 JOIN space_state st ON st.space_id = r.space_id
 WHERE st.occupied IS FALSE
-  AND coalesce(st.last_seen, st.observed_at) > now() - make_interval(secs => $10)
+  AND {fresh_sql('st', '$10')}
 ORDER BY r.space_id
 ON CONFLICT DO NOTHING
 RETURNING id, space_id, expires_at

@@ -4,7 +4,7 @@ Free spaces are counted from the current state, never from guesses:
 
 - a sensor facility's ``free`` = its parkable spaces (not marked ``no_parking``) whose sensor
   reported *free* and that no active assignment holds; a space whose sensor is silent longer
-  than ``stale_after_s`` (``space_state.last_seen``, the rule of ``app/occupancy/service.py``)
+  than ``stale_after_s`` (``space_state.last_seen``, the rule of ``app/occupancy/staleness.py``)
   is unknown, and a facility where fewer
   than half of the spaces are known reads ``unknown`` with ``free = None``;
 - a gate-counted facility's ``free`` = its last count (if not stale) minus facility-level
@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core import hours
 from app.core.errors import InvalidInput, NotFound
 from app.core.times import iso_utc
+from app.occupancy.staleness import fresh_sql
 from matching.geo import haversine_m
 
 STATUSES = ("spacesAvailable", "almostFull", "full", "closed", "unknown")
@@ -41,15 +42,14 @@ HISTORY_MAX_POINTS = 2000
 HISTORY_LOOKBACK = timedelta(hours=24)  # how far before `since` the state at `since` is sought
 HISTORY_FIRST, HISTORY_LAST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
 
-_SNAPSHOT_SQL = text("""
+_NOW = "CAST(:now AS timestamptz)"
+_SNAPSHOT_SQL = text(f"""
 WITH held AS (
     SELECT space_id, facility_id FROM assignments
     WHERE status IN ('held', 'reassigned') AND hold @> CAST(:now AS timestamptz)
 ), per_space AS (
     SELECT sp.facility_id, sp.accessible, sp.ev, sp.no_parking, st.observed_at,
-           (st.occupied IS NOT NULL
-            AND st.last_seen > CAST(:now AS timestamptz) - make_interval(secs => :stale)
-           ) AS fresh,
+           (st.occupied IS NOT NULL AND {fresh_sql("st", now=_NOW)}) AS fresh,
            (st.occupied IS FALSE AND h.space_id IS NULL) AS free
     FROM spaces sp
     LEFT JOIN space_state st ON st.space_id = sp.id
@@ -81,15 +81,14 @@ SELECT f.id, f.name, f.kind, f.operator_id, f.capacity, f.counted, f.closed,
        coalesce(a.accessible_total, 0) AS accessible_total, coalesce(a.accessible_free, 0) AS accessible_free,
        coalesce(a.ev_total, 0) AS ev_total, coalesce(a.ev_free, 0) AS ev_free,
        c.free AS count_free, c.total AS count_total, c.observed_at AS count_observed_at,
-       (c.observed_at IS NOT NULL AND coalesce(c.last_seen, c.observed_at)
-            > CAST(:now AS timestamptz) - make_interval(secs => :stale)) AS count_fresh,
+       (c.observed_at IS NOT NULL AND {fresh_sql("c", now=_NOW)}) AS count_fresh,
        coalesce(fh.n, 0) AS facility_holds, cr.rules AS closing_rules
 FROM facilities f
 LEFT JOIN agg a ON a.facility_id = f.id
 LEFT JOIN facility_counts c ON c.facility_id = f.id AND f.counted
 LEFT JOIN facility_holds fh ON fh.facility_id = f.id
 LEFT JOIN closing_rules cr ON cr.facility_id = f.id
-{where}
+{{where}}
 ORDER BY f.id
 """)
 

@@ -18,8 +18,8 @@ large change set is split into several arrays of under 7,500 bytes each. Listene
 
 **Staleness is computed by readers, not stored.** A space's status is ``unknown`` when its
 ``space_state.occupied`` is NULL or its ``last_seen`` (any message from its sensor, occupancy
-or heartbeat) is older than ``settings.stale_after_s``; never ``free``. Use
-:mod:`app.occupancy.staleness` so every reader agrees.
+or heartbeat) is older than ``settings.stale_after_s``; never ``free``: the one rule of
+:mod:`app.occupancy.staleness`, which every reader uses.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
-"""Staleness, the one rule every reader applies: a space is ``unknown`` when it never reported
-or its sensor (any message, occupancy or heartbeat) has been silent for ``stale_after_s``."""
+"""Staleness, the one rule every reader applies: a space (or a gate-counted facility) is ``unknown``
+when it never reported or has been silent — no message of any kind, occupancy, heartbeat or count —
+for ``stale_after_s``; ``last_seen`` is when it was last heard from. Python readers use
+:func:`space_status`, SQL readers :func:`fresh_sql`, so every reader agrees.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +18,8 @@ def space_status(occupied: bool | None, last_seen: datetime | None, *, now: date
     return "occupied" if occupied else "free"
 
 
-def status_sql(alias: str = "ss", stale_param: str = "$1") -> str:
-    """SQL for the same status over a ``space_state`` alias; ``stale_param`` is seconds (float)."""
-    return (f"CASE WHEN {alias}.occupied IS NULL OR {alias}.last_seen IS NULL "
-            f"OR {alias}.last_seen < now() - make_interval(secs => {stale_param}) THEN 'unknown' "
-            f"WHEN {alias}.occupied THEN 'occupied' ELSE 'free' END")
+def fresh_sql(alias: str = "st", stale: str = ":stale", now: str = "now()") -> str:
+    """SQL that is true when ``alias`` (a ``space_state`` or ``facility_counts`` row) was heard from
+    within ``stale`` seconds (a bind parameter or expression) before ``now``; NULL when never."""
+    return f"({alias}.last_seen > {now} - make_interval(secs => {stale}))"
+
