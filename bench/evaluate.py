@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from matching.sim.evaluate import main
+from app.demo.evaluate import main
 
 if __name__ == "__main__":
     typer.run(main)

@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from app.core.settings import Settings
-from sensors import codecs
+from sensors import sim_payloads
 from sensors.mqtt import connect_async, make_client
 
 STAY_MEDIAN_MIN = {"curb": 35.0, "lot": 80.0, "garage": 120.0}
@@ -103,7 +103,7 @@ class Simulation:
 
     def gap_min(self, spot: Spot, now: datetime) -> float:
         """Time until the next car takes a free space, so that occupancy tends to ``demand``."""
-        p = NO_PARKING_DEMAND if spot.no_parking else demand(now.astimezone(codecs.LOCAL))
+        p = NO_PARKING_DEMAND if spot.no_parking else demand(now.astimezone(sim_payloads.LOCAL))
         mean = STAY_MEDIAN_MIN[spot.kind] * (1 - p) / p
         return self.rng.expovariate(1 / mean)
 
@@ -113,7 +113,7 @@ class Simulation:
     def start(self, now: datetime) -> list[tuple[str, bytes]]:
         """Initial states (occupied ones backdated to their arrival) and first counts."""
         out = []
-        p_now = demand(now.astimezone(codecs.LOCAL))
+        p_now = demand(now.astimezone(sim_payloads.LOCAL))
         for i, spot in enumerate(self.spots):
             spot.battery_v = self.rng.uniform(3.0, 3.7)
             spot.occupied = self.rng.random() < (NO_PARKING_DEMAND if spot.no_parking else p_now)
@@ -140,12 +140,12 @@ class Simulation:
 
     def counts(self, now: datetime) -> list[tuple[str, bytes]]:
         out = []
-        target = 1 - demand(now.astimezone(codecs.LOCAL))
+        target = 1 - demand(now.astimezone(sim_payloads.LOCAL))
         for g in self.gates:
             drift = (target * g.capacity - g.free) * 0.1 + self.rng.gauss(0, g.capacity * 0.01)
             g.free = max(0, min(g.capacity, round(g.free + drift)))
-            out.append((codecs.count_topic(self.root, g.operator_id, g.facility_id),
-                        codecs.count(g.free, now, g.capacity)))
+            out.append((sim_payloads.count_topic(self.root, g.operator_id, g.facility_id),
+                        sim_payloads.count(g.free, now, g.capacity)))
         return out
 
     def fillers(self, now: datetime, n: int) -> list[tuple[str, bytes]]:
@@ -156,16 +156,16 @@ class Simulation:
             self._filler += 1
             spot.battery_v = max(2.5, spot.battery_v - 0.00001)
             if self.rng.random() < 0.6:
-                out.append((codecs.sensor_topic(self.root, spot.operator_id, spot.sensor_id, "heartbeat"),
-                            codecs.heartbeat(now, spot.battery_v, self.rng.uniform(-115, -70))))
+                out.append((sim_payloads.sensor_topic(self.root, spot.operator_id, spot.sensor_id, "heartbeat"),
+                            sim_payloads.heartbeat(now, spot.battery_v, self.rng.uniform(-115, -70))))
             else:
                 out.append(self._occupancy(spot, now))
         return out
 
     def _occupancy(self, spot: Spot, at: datetime) -> tuple[str, bytes]:
         spot.seq += 1
-        return (codecs.sensor_topic(self.root, spot.operator_id, spot.sensor_id),
-                codecs.occupancy(spot.occupied, at, spot.seq, spot.battery_v))
+        return (sim_payloads.sensor_topic(self.root, spot.operator_id, spot.sensor_id),
+                sim_payloads.occupancy(spot.occupied, at, spot.seq, spot.battery_v))
 
 
 def imperfect(messages: list[tuple[str, bytes]], rng: random.Random, root: str) -> list[tuple[str, bytes]]:

@@ -21,7 +21,6 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from app.api import deps
 from app.api.main import create_app
 from app.core import migrate as database
 from app.core.db import create_engine
@@ -130,14 +129,23 @@ async def db(db_connection: AsyncConnection) -> AsyncIterator[AsyncSession]:
 
 @contextlib.asynccontextmanager
 async def app_client(settings: Settings, session: AsyncSession | None = None) -> AsyncIterator[httpx.AsyncClient]:
-    """The app over ASGI with its lifespan running; with ``session``, requests share it."""
+    """The app over ASGI with its lifespan running; with ``session``, each request runs in a savepoint of it."""
     app = create_app(settings)
     if session is not None:
-        async def shared_session() -> AsyncIterator[AsyncSession]:
-            yield session
-            await session.flush()
+        @contextlib.asynccontextmanager
+        async def shared_transaction() -> AsyncIterator[AsyncSession]:
+            # as a request's own transaction: what the test wrote before is kept (its savepoint
+            # released), the request's work is committed when the handler returns and rolled back
+            # when it fails, so all-or-nothing is seen as in production
+            await session.commit()
+            try:
+                yield session
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise
 
-        app.dependency_overrides[deps.get_session] = shared_session
+        app.state.transaction = shared_transaction
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.core import errors
 
 STATUS: dict[type[errors.DomainError], int] = {
+    errors.UnsupportedMediaType: 415,
     errors.InvalidInput: 422,
     errors.Unauthorized: 401,
     errors.Forbidden: 403,

@@ -1,8 +1,9 @@
 """The application factory: ``create_app(settings)``.
 
 Everything the app is made of is listed here, in order: the routers (``ROUTERS``), the
-middleware (outermost first) and the per-process background parts started in the lifespan
-(the assignment runtime, the rejected-messages metrics refresher). Nothing is discovered.
+middleware (outermost first), the per-process state (the facility snapshot cache) and the
+background parts started in the lifespan (the assignment runtime, the rejected-messages metrics
+refresher). Nothing is discovered.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi.telemetry import TelemetryConfig
-from starlette.middleware import Middleware
 
 from app.api import errors as api_errors
-from app.api import facility_cache, free_spaces_fast, limits, openapi
+from app.api import limits, openapi
 from app.api.cors import CORSMiddleware
 from app.api.routes import (
     admin,
@@ -31,6 +31,7 @@ from app.api.routes import (
     web,
 )
 from app.assignments import runtime as assignment_runtime
+from app.availability.cache import FacilityCache
 from app.core.db import create_engine, create_sessionmaker
 from app.core.settings import Settings, get_settings
 
@@ -40,10 +41,11 @@ DESCRIPTION = (
     '`{"error": "<kind>", "detail": "<text>"}`. Authenticate with `Authorization: Bearer <key>`.'
 )
 
-# In this order: a path is matched by the first router that has it.
+# In this order: a path is answered by the first route that matches it, so the hot routes
+# (app.api.hot) of spaces, facilities and assignments come first.
 ROUTERS: list[APIRouter] = [
-    admin.router, assignments.router, enforcement.router, facilities.router, health.router,
-    ingest_metrics.router, operators.router, rules.router, spaces.router, web.router,
+    spaces.router, facilities.router, assignments.router, admin.router, enforcement.router,
+    health.router, ingest_metrics.router, operators.router, rules.router, web.router,
 ]
 
 
@@ -71,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="citypark", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
                   telemetry=telemetry)
     app.state.settings = settings
+    app.state.facility_cache = FacilityCache()
     _install_middleware(app, settings)
     api_errors.install(app)
     openapi.install(app)
@@ -81,18 +84,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _install_middleware(app: FastAPI, settings: Settings) -> None:
-    """Outermost first: rate and body limits, CORS, then the hot-path answers in front of the router."""
+    """Outermost first: rate and body limits, then CORS."""
     limits.install(app, settings)  # before CORS, so that 413/429 answers carry CORS headers
     app.add_middleware(
         CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
         allow_headers=["Authorization", "Content-Type"],
     )
-    # appended, not add_middleware (which puts a layer outermost): inside the limits and CORS
-    app.state.facility_cache = facility_cache.FacilityCache()
-    app.user_middleware.append(Middleware(assignments.CreateFastPath, owner=app))
-    app.user_middleware.append(Middleware(facility_cache.FastPath, cache=app.state.facility_cache,
-                                          settings=settings))
-    app.user_middleware.append(Middleware(free_spaces_fast.FreeSpacesFastPath, owner=app))
 
 
 def app_factory() -> FastAPI:

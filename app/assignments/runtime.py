@@ -305,6 +305,32 @@ class MatchingRuntime:
         if self.ready:
             self.index.mark_held(space_id, time.time() + TAKEN_S)
 
+    async def assign(self, principal: Principal, query: service.AssignmentRequest) -> dict[str, Any]:
+        """Options from the batch, then the first hold the database admits; ``NoFreeSpace`` if none.
+
+        The runtime opens a connection or transaction only where it needs one (and commits it).
+        """
+        excluded: set[str] = set()
+        for _ in range(3):  # options lost to other processes meanwhile: ask again without them
+            options = await self.batcher.propose(query, excluded)
+            if not options:
+                break
+            created = await self.hold(None, principal=principal, request=query, options=options)
+            if created is not None:
+                return created
+            excluded |= {o.key for o in options}
+        raise service.no_free_space(query)
+
+    async def nearest_free(self, session: AsyncSession, query: service.AssignmentRequest,
+                           limit: int) -> list[dict[str, Any]]:
+        """``GET /v1/spaces/free``'s rows: from the index, or from PostGIS in ``session`` until it loads."""
+        rows = self.free_spaces(**free_query(query, limit))
+        if rows is not None:
+            return rows
+        eligibility = await self.eligibility.get(session)
+        return await service.free_spaces_sql(session, query, limit=limit, settings=self.settings,
+                                             eligibility=eligibility)
+
     def free_spaces(self, **query: Any) -> list[dict[str, Any]] | None:
         """From memory, or None when the index is not loaded (callers then ask SQL)."""
         index = self._current_index()
@@ -321,6 +347,12 @@ class MatchingRuntime:
             return None
         self.index.apply(self.eligibility.current)
         return self.index
+
+
+def free_query(query: service.AssignmentRequest, limit: int) -> dict[str, Any]:
+    """The index's keyword arguments for ``query``."""
+    return {"lat": query.lat, "lon": query.lon, "limit": limit, "radius_m": query.radius_m,
+            "accessible": query.accessible, "ev": query.ev}
 
 
 async def start(app: Any) -> None:

@@ -22,6 +22,12 @@ class InvalidInput(DomainError):
     kind = "invalid_input"
 
 
+class UnsupportedMediaType(InvalidInput):
+    """A body in a format the endpoint does not read (e.g. ``text/plain`` where JSON is expected)."""
+
+    kind = "unsupported_media_type"
+
+
 class NotFound(DomainError):
     kind = "not_found"
 

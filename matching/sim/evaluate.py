@@ -1,15 +1,14 @@
 """``citypark evaluate``: the four policies side by side on the same seeds, and the targets.
 
-Runs the demo district (the inventory files of ``app/demo/tiedong``, read as plain GeoJSON)
-and a larger synthetic district, prints the metrics of the issue and whether each target is
-met. Pure: no database, web or MQTT.
+Runs a given district (the command, ``app.demo.evaluate``, passes the demo district's inventory
+as plain GeoJSON) and a larger synthetic district, prints the metrics of the issue and whether
+each target is met. Pure: no database, web or MQTT, and no files of the service.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
+from typing import Any
 
 from matching.sim.contention import contention
 from matching.sim.engine import SimConfig, run
@@ -17,7 +16,6 @@ from matching.sim.metrics import Metrics, measure
 from matching.sim.policies import POLICIES
 from matching.sim.world import DemandSpec, District, district_from_geojson, make_demand, synthetic_district
 
-DEMO_DIR = Path(__file__).resolve().parents[2] / "app" / "demo" / "tiedong"
 HEADER = (f"{'policy':32} {'users':>6} {'success':>8} {'ttp mean':>9} {'ttp p95':>8} {'(parked)':>9} {'cruise m':>9} "
           f"{'walk m':>7} {'conflicts':>9} {'lost→non-user':>13} {'reassign':>8}")
 
@@ -64,12 +62,14 @@ def format_targets(results: dict[str, Metrics]) -> str:
     return "\n".join(lines)
 
 
-def main(seeds: int = 3, synthetic_spaces: int = 20000, batch_window_s: float = 20.0,
-         service_batch: int = 16, quick: bool = False) -> None:
-    """Run the agent-based evaluation and print metrics and targets."""
+def evaluate(demo: list[dict[str, Any]], *, seeds: int = 3, synthetic_spaces: int = 20000,
+             batch_window_s: float = 20.0, service_batch: int = 16, quick: bool = False) -> None:
+    """Run the agent-based evaluation on ``demo`` (GeoJSON inventories of one district) and a
+    synthetic district, and print metrics and targets."""
     config = SimConfig(batch_window_s=batch_window_s)
     seed_range = range(1 if quick else seeds)
-    districts = [_demo_district(), synthetic_district(2000 if quick else synthetic_spaces, seed=7)]
+    districts = [district_from_geojson("tiedong demo", demo),
+                 synthetic_district(2000 if quick else synthetic_spaces, seed=7)]
     print(f"citypark evaluate — seeds {list(seed_range)}, step {config.dt_s:.0f} s, sensor latency "
           f"{config.sensor_latency_s:.0f} s, batch window {config.batch_window_s:.0f} s, "
           f"{config.candidates} candidates per driver")
@@ -97,7 +97,3 @@ def _contention_report(district: District, seeds: range, service_batch: int) -> 
                          f"{service_batch} as the service does = {cut.ratio:.3f}")
     return "\n".join(lines)
 
-
-def _demo_district() -> District:
-    files = sorted(DEMO_DIR.glob("*.geojson"))
-    return district_from_geojson("tiedong demo", [json.loads(f.read_text()) for f in files])

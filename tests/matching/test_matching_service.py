@@ -7,12 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from starlette.requests import Request
 
-from app.api import free_spaces_fast
+from app.api import hot
+from app.api.routes.spaces import FreeSpacesQuery
 from app.assignments import service
 from app.assignments.eligibility import Eligibility
 from app.assignments.runtime import Batcher
-from app.core.settings import Settings
+from app.core.errors import InvalidInput
 from matching import CostModel
 
 # Two drivers, two spaces 60 m apart on a line: A at the west end, B between.
@@ -61,20 +63,24 @@ def test_one_driver_priced_as_columns_ranks_as_the_engine_does(seed: int) -> Non
     assert [o.space_id for o in ranked] == [o.space_id for o in expected]
 
 
-def test_fast_path_takes_only_plain_valid_queries() -> None:
-    settings = Settings()
-    plain = free_spaces_fast.parse("lat=41.1&lon=122.99&limit=5&ev=true", settings)
-    assert plain == {"lat": 41.1, "lon": 122.99, "limit": 5, "radius_m": settings.default_radius_m,
-                     "accessible": False, "ev": True}
-    for odd in ("lat=91&lon=1", "lat=1", "lat=1&lon=1&format=geojson", "lat=1&lon=1&limit=0",
-                "lat=1&lon=1&ev=yes", "lat=1&lon=1&x=2", "lat=nan&lon=1", "lat=1&lon=1&radius_m=0",
-                f"lat=1&lon=1&radius_m={settings.max_radius_m + 1}", "lat=1&lat=2&lon=1"):
-        assert free_spaces_fast.parse(odd, settings) is None, odd
-    # the plain split and the standard parser (taken for escaped queries) read the same
-    for raw, escaped in (("lat=41.1&lon=122.99&limit=5&ev=true", "lat=41%2E1&lon=122.99&limit=5&ev=tru%65"),
-                         ("&lat=41.1&&lon=-1&", "lat=41.1&lon=%2D1")):
-        assert free_spaces_fast.parse(raw, settings) == free_spaces_fast.parse(escaped, settings) is not None, raw
-    assert free_spaces_fast.parse("lat=1&lon=1&ev=", settings) is free_spaces_fast.parse("lat=1&lon=1&ev=+", settings)
+def _query(raw: str) -> FreeSpacesQuery:
+    return hot.query(Request({"type": "http", "query_string": raw.encode(), "headers": []}), FreeSpacesQuery)
+
+
+def test_free_spaces_query_is_parsed_strictly() -> None:
+    plain = _query("lat=41.1&lon=122.99&limit=5&ev=true")
+    assert (plain.lat, plain.lon, plain.limit, plain.radius_m, plain.accessible, plain.ev, plain.format) == (
+        41.1, 122.99, 5, None, False, True, "json")
+    for odd in ("lat=91&lon=1", "lat=1", "lat=1&lon=1&format=xml", "lat=1&lon=1&limit=0", "lat=1&lon=1&ev=maybe",
+                "lat=nan&lon=1", "lat=inf&lon=1", "lat=1&lon=1&radius_m=0", "lat=1&lat=2&lon=1",
+                "lat=1&lon=1&limit=%C2%B2", "lat=%D9%A4%D9%A1&lon=1", "lat=1&lon=1&limit=" + "9" * 5000):
+        with pytest.raises(InvalidInput) as caught:
+            _query(odd)
+        assert caught.value.detail.startswith("query."), (odd, caught.value.detail)
+    with pytest.raises(InvalidInput, match="query.lat: given more than once"):
+        _query("lat=1&lon=1&lat=2")
+    # escapes read as what they stand for; unknown parameters are ignored, as by every route
+    assert _query("lat=41%2E1&lon=122.99&limit=5&ev=tru%65&x=1") == plain
 
 
 async def test_batcher_solves_by_size_or_by_time() -> None:

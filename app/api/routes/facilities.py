@@ -1,8 +1,7 @@
 """Public availability: facilities near a point, one facility, its occupancy history.
 
 The list endpoint answers from a per-process snapshot of every facility's availability,
-refreshed at most every second (``app/api/facility_cache.py``, which also serves the hot
-JSON query without FastAPI's per-request machinery).
+refreshed at most every second (``app.availability.cache``); it is a hot route (``app.api.hot``).
 """
 
 from __future__ import annotations
@@ -14,20 +13,22 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from app.api import facility_cache, geojson
-from app.api.deps import SessionDep, SettingsDep
+from app.api import geojson, hot
+from app.api.deps import SessionDep, SettingsDep, transaction
 from app.api.openapi import ERROR_RESPONSES
 from app.availability import fiware
 from app.availability import service as availability_service
+from app.availability.cache import FacilityCache
 from app.availability.service import FacilityAvailability, Snapshot
 from app.core.errors import InvalidInput
+from app.core.settings import Settings
 
 router = APIRouter(prefix="/v1/facilities", tags=["availability"])
 
-MAX_RADIUS_M = facility_cache.MAX_RADIUS_M  # also capped by settings.max_radius_m
-MAX_LIMIT = facility_cache.MAX_LIMIT
+MAX_RADIUS_M = 5000.0  # also capped by settings.max_radius_m
+MAX_LIMIT = 500
 FacilityId = Annotated[str, Path(min_length=1, max_length=100, description="facility id")]
 Kind = Literal["lot", "garage", "curb"]
 Status = Literal["spacesAvailable", "almostFull", "full", "closed", "unknown"]
@@ -90,28 +91,42 @@ LIST_CONTENT = {**geojson.geojson_content(), fiware.MEDIA_TYPE: {"schema": {
     "type": "array", "items": {"type": "object", "required": ["id", "type", "location"]}}}}
 
 
-@router.get(
-    "", response_model=list[FacilityOut], summary="Facilities near a point, by distance",
-    responses={200: {"content": LIST_CONTENT}, **ERROR_RESPONSES},
-)
-async def list_facilities(
-    request: Request, session: SessionDep, settings: SettingsDep,
-    lat: Annotated[float | None, Query(ge=-90, le=90, description="WGS84 latitude")] = None,
-    lon: Annotated[float | None, Query(ge=-180, le=180, description="WGS84 longitude")] = None,
-    radius_m: Annotated[float | None, Query(gt=0, le=MAX_RADIUS_M)] = None,
-    kind: Kind | None = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
-    format: Annotated[Literal["json", "geojson", "fiware"], Query(
-        description="`geojson`: RFC 7946 FeatureCollection; `fiware`: NGSI-LD key-values")] = "json",
-) -> Response:
-    if (lat is None) != (lon is None):
+class FacilitiesQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    lat: float | None = Field(None, ge=-90, le=90, allow_inf_nan=False, description="WGS84 latitude")
+    lon: float | None = Field(None, ge=-180, le=180, allow_inf_nan=False, description="WGS84 longitude")
+    radius_m: float | None = Field(None, gt=0, le=MAX_RADIUS_M, allow_inf_nan=False)
+    kind: Kind | None = None
+    limit: int = Field(100, ge=1, le=MAX_LIMIT)
+    format: Literal["json", "geojson", "fiware"] = Field(
+        "json", description="`geojson`: RFC 7946 FeatureCollection; `fiware`: NGSI-LD key-values")
+
+
+async def answer_list_facilities(request: Request) -> Response:
+    """The one handler of ``GET /v1/facilities`` (a hot route, ``app.api.hot``)."""
+    q = hot.query(request, FacilitiesQuery)
+    settings: Settings = request.app.state.settings
+    if (q.lat is None) != (q.lon is None):
         raise InvalidInput("give both lat and lon, or neither")
-    radius = radius_m if radius_m is not None else settings.default_radius_m
+    radius = q.radius_m if q.radius_m is not None else settings.default_radius_m
     if radius > settings.max_radius_m:
         raise InvalidInput(f"radius_m: at most {settings.max_radius_m:.0f}")
-    snap = await _snapshot(request, session, settings)
-    hits = snap.near(lat=lat, lon=lon, radius_m=radius, kind=kind, limit=limit)
-    return _render(snap, hits, format)
+    snap = await _snapshot(request)
+    hits = snap.near(lat=q.lat, lon=q.lon, radius_m=radius, kind=q.kind, limit=q.limit)
+    return _render(snap, hits, q.format)
+
+
+async def list_facilities(q: Annotated[FacilitiesQuery, Query()]) -> list[FacilityOut]:
+    """OpenAPI description only: requests are answered by :func:`answer_list_facilities`."""
+    raise NotImplementedError
+
+
+router.add_api_route(
+    "", list_facilities, methods=["GET"], route_class_override=hot.hot_route(answer_list_facilities),
+    response_model=list[FacilityOut], summary="Facilities near a point, by distance",
+    responses={200: {"content": LIST_CONTENT}, **ERROR_RESPONSES},
+)
 
 
 def _render(snap: Snapshot, hits: list[tuple[int, float | None]], fmt: str) -> Response:
@@ -123,14 +138,15 @@ def _render(snap: Snapshot, hits: list[tuple[int, float | None]], fmt: str) -> R
     return Response(orjson.dumps(snap.rows(hits)), media_type="application/json")
 
 
-async def _snapshot(request: Request, session: Any, settings: Any) -> Snapshot:
-    async def load() -> Snapshot:
-        return await availability_service.snapshot(
-            session, now=datetime.now(UTC), stale_after_s=settings.stale_after_s,
-            timezone=settings.timezone)
-
-    cache: facility_cache.FacilityCache | None = getattr(request.app.state, "facility_cache", None)
-    return await (cache.get(load) if cache is not None else load())
+async def _snapshot(request: Request) -> Snapshot:
+    """The process's snapshot: the cached one while fresh, else reloaded in the request's transaction."""
+    cache: FacilityCache = request.app.state.facility_cache
+    if (snap := cache.fresh()) is not None:
+        return snap
+    settings: Settings = request.app.state.settings
+    async with transaction(request) as session:
+        return await cache.get(lambda: availability_service.snapshot(
+            session, now=datetime.now(UTC), stale_after_s=settings.stale_after_s, timezone=settings.timezone))
 
 
 @router.get(

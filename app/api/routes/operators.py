@@ -20,7 +20,6 @@ from pydantic import BaseModel, Field
 
 from app.api.deps import SessionDep, SettingsDep, require_operator_of, require_roles
 from app.api.errors import error_response, status_for
-from app.api.facility_cache import invalidate
 from app.api.geojson import FEATURE_COLLECTION_SCHEMA
 from app.core.errors import DomainError, Forbidden, InvalidInput
 from app.inventory import service as inventory_service
@@ -110,7 +109,7 @@ async def _push(
         event = await write(body)
     except DomainError as exc:
         return await _rejected(session, settings, topic_tail, body, exc)
-    invalidate(request.app)
+    request.app.state.facility_cache.invalidate()  # this process's snapshot is out of date
     return PushAccepted(kind=kind, id=target_id, observed_at=event.observed_at)
 
 
@@ -136,7 +135,7 @@ async def put_inventory(
     require_operator_of(operator_id, principal)
     doc = _json_body(await request.body())
     result = await inventory_service.import_inventory(session, operator_id=operator_id, doc=doc)
-    invalidate(request.app)
+    request.app.state.facility_cache.invalidate()  # this process's snapshot is out of date
     return InventoryResult(**result.__dict__)
 
 

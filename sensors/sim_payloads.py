@@ -1,4 +1,4 @@
-"""Topics and payloads of CONTRACT.md's MQTT messages (the publishing side: simulator, bench)."""
+"""The simulator's encoder: topics and payloads of CONTRACT.md's MQTT messages as sensors publish them."""
 
 from __future__ import annotations
 
