@@ -33,6 +33,15 @@ RUN_ID = f"{os.getpid()}_{secrets.token_hex(3)}"
 BASE_DSN = os.environ.get("CITYPARK_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432")
 MQTT_URL = os.environ.get("CITYPARK_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
 OUTPUT_DIR = Path(os.environ.get("CITYPARK_TEST_OUTPUT", ROOT / "test-output"))
+# ../shared beside the project, as the workplace and CI lay it out (real data, official schemas)
+SHARED = Path(os.environ.get("CITYPARK_SHARED", ROOT.parent / "shared"))
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared; a missing one fails the test that needs it (never a silent skip)."""
+    path = SHARED.joinpath(*parts)
+    assert path.exists(), f"{path} is missing: the tests read ../shared beside the project root"
+    return path
 
 
 def make_settings(db_name: str, **overrides: Any) -> Settings:

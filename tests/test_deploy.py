@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -67,4 +66,3 @@ def test_mosquitto_config_raises_the_limits_that_drop_messages() -> None:
         assert settings["max_queued_messages"].strip() == "0"
         assert settings["max_inflight_messages"].strip() == "0"
         assert settings["persistence"].strip() == "true"
-    assert json.dumps(compose())

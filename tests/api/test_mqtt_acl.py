@@ -22,7 +22,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
 PASSWORD = "change-me"
-pytestmark = pytest.mark.skipif(shutil.which("mosquitto") is None, reason="mosquitto is not installed")
 
 
 def _free_port() -> int:

@@ -1,6 +1,6 @@
 """Detection on real rules: a sample of Melbourne's signed bay restrictions, checked minute by minute.
 
-The bays and restrictions (``/work/shared/data/melbourne``) become an inventory file (one curb
+The bays and restrictions (``../shared/data/melbourne`` beside the project) become an inventory file (one curb
 per bay), go through the importer like any operator's file, and get the Australia/Melbourne
 time zone. Stays over a week are checked against an independent oracle that walks every
 minute of each stay through every restriction.
@@ -11,15 +11,15 @@ from __future__ import annotations
 import csv
 import random
 from datetime import datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 
 from app.inventory import service as inventory
+from tests.conftest import shared_path
 from tests.enforcement.helpers import add_events, detect, stored
 
-DATA = Path("/work/shared/data/melbourne")
+DATA = shared_path("data", "melbourne")
 MELBOURNE = ZoneInfo("Australia/Melbourne")
 DAY_NAMES = ("Su", "Mo", "Tu", "We", "Th", "Fr", "Sa")  # the data's 0 = Sunday
 BANNED = ("clearway", "no stop", "no park", "tow away")
