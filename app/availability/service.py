@@ -21,11 +21,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import orjson
+from pydantic import Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -321,11 +322,13 @@ ORDER BY k
 
 @dataclass(frozen=True)
 class HistoryPoint:
+    """One point of a facility's history (also the API's schema for it)."""
+
     at: datetime
     free: int | None
     occupied: int | None
     total: int
-    occupancy: float | None
+    occupancy: Annotated[float | None, Field(description="occupied share of the spaces with a known state")]
 
 
 async def history(

@@ -71,20 +71,12 @@ class FacilityDetail(FacilityOut):
     geometry: dict[str, Any] = Field(description="RFC 7946 geometry of the facility")
 
 
-class HistoryPoint(BaseModel):
-    at: datetime
-    free: int | None
-    occupied: int | None
-    total: int
-    occupancy: float | None = Field(description="occupied share of the spaces with a known state")
-
-
 class HistoryOut(BaseModel):
     facility_id: str
     since: datetime
     until: datetime
     step_s: int
-    points: list[HistoryPoint]
+    points: list[availability_service.HistoryPoint]
 
 
 LIST_CONTENT = {**geojson.geojson_content(), fiware.MEDIA_TYPE: {"schema": {
@@ -200,4 +192,4 @@ async def facility_history(
     points = await availability_service.history(
         session, facility_id=facility_id, since=since, until=until, step_s=step_s)
     return HistoryOut(facility_id=facility_id, since=since, until=until, step_s=step_s,
-                      points=[HistoryPoint(**p.__dict__) for p in points])
+                      points=points)
