@@ -50,6 +50,8 @@ class AssignmentIn(BaseModel):
     radius_m: float | None = Field(None, gt=0, description="search radius around the destination (around the "
                                    "driver without one); default and maximum from settings")
     stay_minutes: float | None = Field(None, gt=0, le=10080, description="intended stay")
+    eta_min: float | None = Field(None, ge=0, le=240, description="minutes until arrival: a far driver is sent "
+                                  "where a free space is likeliest then (forecast)")
 
     @model_validator(mode="after")
     def _destination_whole(self) -> AssignmentIn:
@@ -89,7 +91,7 @@ async def create_assignment(body: AssignmentIn, request: Request, session: Sessi
                             settings: SettingsDep, principal: DriverKey) -> dict[str, Any]:
     query = service.AssignmentRequest(
         body.lat, body.lon, body.dest_lat, body.dest_lon, body.accessible, body.ev,
-        service.check_radius(body.radius_m, settings), body.stay_minutes)
+        service.check_radius(body.radius_m, settings), body.stay_minutes, eta_min=body.eta_min)
     return await assign(request.app.state.matching, session, principal, query)
 
 
