@@ -52,7 +52,6 @@ class Settings(BaseSettings):
     forecast_board_s: float = 60.0  # how often an API process recomputes every facility's forecast; 0: never
     forecast_train_days: int = 90  # training window of `citypark forecast train`
     forecast_max_samples: int = 300_000  # training samples drawn from that window
-    forecast_train_interval_s: int = 6 * 3600  # `citypark forecast train --every` default (compose service)
     forecast_far_eta_min: float = 10.0  # drivers at least this far away are sent where a space is likeliest
 
     @field_validator("database_url")

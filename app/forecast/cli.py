@@ -50,7 +50,7 @@ async def train_once(settings: Settings, *, until: datetime, days: int, max_samp
 @forecast_cli.command("train")
 def train(
     until: Annotated[str | None, typer.Option(help="end of the training window (RFC 3339); default now")] = None,
-    days: Annotated[int | None, typer.Option(min=8, max=730, help="window; default CITYPARK_FORECAST_TRAIN_DAYS")] = None,
+    days: Annotated[int | None, typer.Option(min=8, max=730, help="window (default: settings)")] = None,
     every: Annotated[float | None, typer.Option(help="train again every S seconds (a service); default once")] = None,
 ) -> None:
     """Train the forecast model on the recent history and store it in the database."""

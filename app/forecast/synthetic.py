@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
+from scipy.signal import lfilter
 
 from app.forecast import calendar
 
@@ -84,11 +85,7 @@ def _one(rng: np.random.Generator, kind: str, cap: float, hours: np.ndarray, day
     occ = occupancy_shape(kind, hours - shift, day_type) * rng.uniform(0.8, 1.05)
     days = int(day_index.max()) + 1
     occ = occ * rng.normal(1.0, 0.07, days)[day_index]  # busier and quieter days
-    ar = np.empty(n)
-    ar[0] = 0.0
-    shocks = rng.normal(0, 0.025, n)
-    for i in range(1, n):
-        ar[i] = 0.93 * ar[i - 1] + shocks[i]
+    ar = lfilter([1.0], [1.0, -0.93], rng.normal(0, 0.025, n))  # a deviation that fades slowly
     occ = occ + ar
     for _ in range(int(days * 0.05)):  # events: a few hours much busier
         at = int(rng.integers(0, n - 16))

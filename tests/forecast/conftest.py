@@ -35,3 +35,14 @@ async def forecast_db(fresh_db: Callable[..., Any], tmp_path_factory: pytest.Tem
     hist = synthetic.generate(12, DAYS, start=START, seed=7, prefix="fc")
     await load_history(settings, hist, tmp_path_factory.mktemp("fc") / "counts.csv")
     return {"settings": settings, "history": hist, "end": START + timedelta(days=DAYS)}
+
+
+@pytest.fixture(scope="module")
+async def lots(fresh_db: Callable[..., Any]) -> Settings:
+    settings: Settings = await fresh_db(forecast_board_s=0)
+    hist = synthetic.generate(2, 1, start=datetime(2026, 1, 1, tzinfo=UTC), prefix="imp")
+    doc = synthetic.inventory(hist)
+    doc["features"][0]["properties"]["capacity"] = 100
+    doc["features"][1]["properties"].update(capacity=50, timezone="Europe/London")
+    await in_session(settings, lambda s: inventory.import_inventory(s, operator_id=OPERATOR, doc=doc))
+    return settings

@@ -12,26 +12,14 @@ import asyncpg
 import numpy as np
 import pytest
 
-from app.core.db import in_session, raw_connection
+from app.core.db import raw_connection
 from app.core.settings import Settings
 from app.forecast import synthetic
 from app.history import cli as history_cli
 from app.history import service as history
-from app.inventory import service as inventory
 from tests.forecast.conftest import OPERATOR
 
 HEADER = "facility_id,observed_at,free,total\n"
-
-
-@pytest.fixture(scope="module")
-async def lots(fresh_db: Callable[..., Any]) -> Settings:
-    settings: Settings = await fresh_db(forecast_board_s=0)
-    hist = synthetic.generate(2, 1, start=datetime(2026, 1, 1, tzinfo=UTC), prefix="imp")
-    doc = synthetic.inventory(hist)
-    doc["features"][0]["properties"]["capacity"] = 100
-    doc["features"][1]["properties"].update(capacity=50, timezone="Europe/London")
-    await in_session(settings, lambda s: inventory.import_inventory(s, operator_id=OPERATOR, doc=doc))
-    return settings
 
 
 def fit_lots(hist: synthetic.History) -> synthetic.History:

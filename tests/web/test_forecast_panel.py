@@ -44,7 +44,8 @@ async def test_the_panel_draws_the_forecast_band(web: WebPage, web_settings: Set
         # a week of gate counts every 15 minutes, busy by day: a weekly profile to forecast from
         await conn.execute("""
             INSERT INTO count_events (facility_id, observed_at, free, total)
-            SELECT $1, t, greatest(0, least($2, round($2 * (0.55 + 0.4 * cos(extract(epoch FROM t) / 86400 * 2 * pi())))))::int, $2
+            SELECT $1, t, greatest(0, least($2, round(
+                $2 * (0.55 + 0.4 * cos(extract(epoch FROM t) / 86400 * 2 * pi())))))::int, $2
             FROM generate_series(now() - interval '8 days', now() - interval '1 minute', interval '15 minutes') t
             ON CONFLICT DO NOTHING""", fid, cap)
     finally:
