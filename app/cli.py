@@ -168,3 +168,11 @@ def _register_plugins() -> None:
 def main() -> None:
     _register_plugins()
     cli()
+
+
+# issue 17: history import and forecasts (their own packages)
+from app.forecast.cli import forecast_cli  # noqa: E402
+from app.history.cli import import_history  # noqa: E402
+
+cli.command("import-history")(import_history)
+cli.add_typer(forecast_cli, name="forecast")

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 # each domain's models, imported to register their tables on Base.metadata
 import app.assignments.models  # noqa: F401
 import app.enforcement.models  # noqa: F401
+import app.forecast.models  # noqa: F401
 import app.inventory.models  # noqa: F401
 import app.keys.models  # noqa: F401
 import app.occupancy.models  # noqa: F401

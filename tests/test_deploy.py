@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -31,9 +32,10 @@ def test_compose_has_the_services_and_real_commands() -> None:
         command = service.get("command")
         if not command or command[0] != "citypark":
             continue
-        help_text = citypark_help(command[1])
-        for option in (arg for arg in command[2:] if arg.startswith("--")):
-            assert option in help_text, f"{name}: citypark {command[1]} has no {option}"
+        words = list(itertools.takewhile(lambda a: not a.startswith("-"), command[1:]))  # with subcommands
+        help_text = citypark_help(*words)
+        for option in (arg for arg in command[1 + len(words):] if arg.startswith("--")):
+            assert option in help_text, f"{name}: citypark {' '.join(words)} has no {option}"
 
 
 def test_compose_mounts_files_that_exist() -> None:

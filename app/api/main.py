@@ -23,6 +23,7 @@ from app.api.routes import (
     assignments,
     enforcement,
     facilities,
+    forecast,
     health,
     ingest_metrics,
     operators,
@@ -46,6 +47,7 @@ DESCRIPTION = (
 ROUTERS: list[APIRouter] = [
     spaces.router, facilities.router, assignments.router, admin.router, enforcement.router,
     health.router, ingest_metrics.router, operators.router, rules.router, web.router,
+    forecast.router,
 ]
 
 
@@ -59,9 +61,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessionmaker = create_sessionmaker(engine)
         await assignment_runtime.start(app)
         ingest_metrics.start(app)
+        forecast.start(app)
         try:
             yield
         finally:
+            await forecast.stop(app)
             await ingest_metrics.stop(app)
             await assignment_runtime.stop(app)
             await engine.dispose()

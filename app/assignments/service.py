@@ -36,6 +36,7 @@ from app.assignments.eligibility import Eligibility
 from app.assignments.free_index import FreeIndex
 from app.core.errors import InvalidInput, NoFreeSpace, NotFound
 from app.core.settings import Settings
+from app.forecast import service as forecast_service
 from app.keys.service import Principal
 from matching import solve
 from matching.cost import driver_columns, space_columns
@@ -58,11 +59,15 @@ class AssignmentRequest:
     ev: bool = False
     radius_m: float = 1000.0
     stay_minutes: float | None = None
+    eta_min: float | None = None  # minutes to arrival, when the driver says (issue 17)
 
     @property
     def goal(self) -> tuple[float, float]:
         """Where the search is centred: the destination when given (the walk is the cost that
-        counts), else the driver's position. ``radius_m`` is measured from here."""
+        counts), else the driver's position. ``radius_m`` is measured from here. A driver still
+        far away is sent where a free space is likeliest on arrival (``app.forecast``)."""
+        if (far := forecast_service.goal_for_far_driver(self)) is not None:  # issue 17: far driver → forecast
+            return far
         if self.dest_lat is not None and self.dest_lon is not None:
             return self.dest_lat, self.dest_lon
         return self.lat, self.lon

@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     # web map: base-map tiles ({z}/{x}/{y} template; empty = plain background, layers still drawn)
     tile_url: str = ""
     tile_attribution: str = "© OpenStreetMap contributors"
+    # forecasts (issue 17)
+    forecast_holidays: str = "CN"  # python-holidays country code of public holidays; empty: none
+    forecast_board_s: float = 60.0  # how often an API process recomputes every facility's forecast; 0: never
+    forecast_train_days: int = 90  # training window of `citypark forecast train`
+    forecast_max_samples: int = 300_000  # training samples drawn from that window
+    forecast_far_eta_min: float = 10.0  # drivers at least this far away are sent where a space is likeliest
 
     @field_validator("database_url")
     @classmethod

@@ -60,6 +60,8 @@ class Facility(Base):
     fee: Mapped[str | None] = mapped_column(Text)
     closed: Mapped[bool] = mapped_column(Boolean, server_default="false")
     attrs: Mapped[dict[str, object]] = mapped_column(JSONB, server_default="{}")
+    # IANA name; the forecast's weekly profile and naive history timestamps are local to it.
+    timezone: Mapped[str] = mapped_column(Text, server_default="Asia/Shanghai")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

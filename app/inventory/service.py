@@ -10,9 +10,10 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import time
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from geoalchemy2.shape import from_shape
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from shapely.geometry import Point, shape
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import delete, func, select
@@ -54,6 +55,21 @@ class FacilityProps(BaseModel):
     entrance: tuple[float, float] | None = None
     closed: bool = False
     rules: list[RuleIn] = Field(default_factory=list)
+    timezone: str = Field(default="Asia/Shanghai", max_length=64)
+
+    @field_validator("timezone")
+    @classmethod
+    def _iana(cls, value: str) -> str:
+        return check_timezone(value)
+
+
+def check_timezone(value: str) -> str:
+    """An IANA time zone name known to this system (``Asia/Shanghai``, ``Europe/London``)."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown IANA time zone {value!r}") from None
+    return value
 
 
 class SpaceProps(BaseModel):
@@ -283,7 +299,8 @@ async def _upsert_facilities(session: AsyncSession, operator_id: str, parsed: Pa
         {"id": fid, "operator_id": operator_id, "name": p.name, "kind": p.kind,
          "geom": from_shape(geom, srid=4326), "entrance": from_shape(entrance, srid=4326),
          "capacity": p.capacity, "counted": p.counted, "opening_hours": p.opening_hours,
-         "public_hours": p.public_hours, "fee": p.fee, "closed": p.closed}
+         "public_hours": p.public_hours, "fee": p.fee, "closed": p.closed,
+         "timezone": p.timezone}
         for fid, (p, geom, entrance) in parsed.facilities.items()
     ]
     stmt = insert(Facility)

@@ -39,6 +39,8 @@ WHO: dict[tuple[str, str], str] = {
     ("GET", "/v1/facilities"): "public",
     ("GET", "/v1/facilities/{facility_id}"): "public",
     ("GET", "/v1/facilities/{facility_id}/history"): "public",
+    ("GET", "/v1/facilities/{facility_id}/forecast"): "public",
+    ("GET", "/v1/forecast/near"): "public",
     ("GET", "/v1/spaces/free"): "public",
     ("POST", "/v1/assignments"): "driver",
     ("GET", "/v1/assignments/{assignment_id}"): "owner",

@@ -45,6 +45,8 @@ class AssignmentIn(BaseModel):
     radius_m: float | None = Field(None, gt=0, allow_inf_nan=False, description=(
         "search radius around the destination (around the driver without one); default and maximum from settings"))
     stay_minutes: float | None = Field(None, gt=0, le=10080, allow_inf_nan=False, description="intended stay")
+    eta_min: float | None = Field(None, ge=0, le=240, allow_inf_nan=False, description=(
+        "minutes until arrival: a far driver is sent where a free space is likeliest then (forecast)"))
 
     @model_validator(mode="after")
     def _destination_whole(self) -> AssignmentIn:
@@ -87,7 +89,7 @@ async def answer_create_assignment(request: Request) -> Response:
     settings = request.app.state.settings
     query = service.AssignmentRequest(
         body.lat, body.lon, body.dest_lat, body.dest_lon, body.accessible, body.ev,
-        service.check_radius(body.radius_m, settings), body.stay_minutes)
+        service.check_radius(body.radius_m, settings), body.stay_minutes, eta_min=body.eta_min)
     runtime: MatchingRuntime = request.app.state.matching
     created = await runtime.assign(principal, query)
     return Response(orjson.dumps(created, option=orjson.OPT_UTC_Z), status_code=201,  # times as GET writes them

@@ -2,6 +2,7 @@
 import { api, asList, h, query } from "./api.js";
 import { statusOf } from "./facilities.js";
 import { formatTime, t } from "./i18n.js";
+import { renderForecast } from "./forecast.js";
 
 const DAY_MS = 86400000;
 const $ = (id) => document.getElementById(id);
@@ -83,6 +84,7 @@ export class FacilityDetail {
     if (info.status === "fulfilled") this.info = info.value;
     this.render();
     this.renderChart(history.status === "fulfilled" ? history.value : []);
+    renderForecast(id); // issue 17
   }
 
   async loadHistory(id) {
