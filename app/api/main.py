@@ -16,7 +16,7 @@ from fastapi.telemetry import TelemetryConfig
 from starlette.middleware import Middleware
 
 from app.api import errors as api_errors
-from app.api import facility_cache, free_spaces_fast, limits, openapi
+from app.api import facility_cache, free_spaces_fast, input_guard, limits, openapi
 from app.api.cors import CORSMiddleware
 from app.api.routes import (
     admin,
@@ -88,6 +88,7 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
         allow_headers=["Authorization", "Content-Type"],
     )
     # appended, not add_middleware (which puts a layer outermost): inside the limits and CORS
+    app.user_middleware.append(Middleware(input_guard.InputGuard, owner=app))  # NUL, bad UTF-8, repeated params
     app.state.facility_cache = facility_cache.FacilityCache()
     app.user_middleware.append(Middleware(assignments.CreateFastPath, owner=app))
     app.user_middleware.append(Middleware(facility_cache.FastPath, cache=app.state.facility_cache,

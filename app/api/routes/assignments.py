@@ -29,6 +29,7 @@ from app.api.openapi import ERROR_RESPONSES
 from app.assignments import reassign as matching_reassign
 from app.assignments import runtime as matching_runtime
 from app.assignments import service
+from app.assignments.hold_cap import admitted as within_hold_cap
 from app.core.errors import Conflict, DomainError
 from app.keys import service as keys_service
 from app.keys.service import Principal
@@ -80,7 +81,8 @@ class AssignmentOut(AssignmentCreated):
 
 
 NO_SPACE: dict[int | str, dict[str, Any]] = {
-    409: {"description": "`no_free_space`: nothing fits within the radius"}}
+    409: {"description": "`no_free_space`: nothing fits within the radius; `hold_limit`: the key has its "
+               "maximum of active holds (CITYPARK_MAX_HOLDS_PER_DRIVER, or the key's own)"}}
 
 
 @router.post("", status_code=201, response_model=AssignmentCreated, summary="Hold the best free space",
@@ -100,14 +102,15 @@ async def assign(runtime: matching_runtime.MatchingRuntime, session: AsyncSessio
     Without ``session`` the runtime opens a connection or transaction only if it needs one.
     """
     excluded: set[str] = set()
-    for _ in range(3):  # options lost to other processes meanwhile: ask again without them
-        options = await runtime.batcher.propose(query, excluded, session)
-        if not options:
-            break
-        created = await runtime.hold(session, principal=principal, request=query, options=options)
-        if created is not None:
-            return created
-        excluded |= {o.key for o in options}
+    async with within_hold_cap(runtime, session, principal):  # issue 18: cap on a driver key's active holds
+        for _ in range(3):  # options lost to other processes meanwhile: ask again without them
+            options = await runtime.batcher.propose(query, excluded, session)
+            if not options:
+                break
+            created = await runtime.hold(session, principal=principal, request=query, options=options)
+            if created is not None:
+                return created
+            excluded |= {o.key for o in options}
     raise service.no_free_space(query)
 
 
