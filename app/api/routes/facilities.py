@@ -20,6 +20,7 @@ from app.api import facility_cache, geojson
 from app.api.deps import SessionDep, SettingsDep
 from app.api.openapi import ERROR_RESPONSES
 from app.availability import fiware
+from app.availability import search as facility_search
 from app.availability import service as availability_service
 from app.availability.service import FacilityAvailability, Snapshot
 from app.core.errors import InvalidInput
@@ -48,6 +49,7 @@ class FacilityOut(BaseModel):
     counted: bool = Field(description="gate-counted instead of per-space sensors")
     open_now: bool
     unknown_spaces: int = Field(description="spaces without a fresh sensor reading")
+    no_parking: bool = Field(False, description="a no-parking rule covers the whole facility now (禁停)")
 
 
 class RuleOut(BaseModel):
@@ -103,6 +105,8 @@ async def list_facilities(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
     format: Annotated[Literal["json", "geojson", "fiware"], Query(
         description="`geojson`: RFC 7946 FeatureCollection; `fiware`: NGSI-LD key-values")] = "json",
+    q: Annotated[str | None, Query(min_length=1, max_length=facility_search.MAX_QUERY, description=(
+        "name search (case, width and spaces ignored; the id too): best first, or by distance with lat/lon"))] = None,
 ) -> Response:
     if (lat is None) != (lon is None):
         raise InvalidInput("give both lat and lon, or neither")
@@ -110,6 +114,9 @@ async def list_facilities(
     if radius > settings.max_radius_m:
         raise InvalidInput(f"radius_m: at most {settings.max_radius_m:.0f}")
     snap = await _snapshot(request, session, settings)
+    if q is not None:  # issue 18: name search (the fast path leaves requests with q to this route)
+        hits = facility_search.search(snap, q=q, lat=lat, lon=lon, radius_m=radius, kind=kind, limit=limit)
+        return _render(snap, hits, format)
     hits = snap.near(lat=lat, lon=lon, radius_m=radius, kind=kind, limit=limit)
     return _render(snap, hits, format)
 
