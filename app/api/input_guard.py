@@ -21,10 +21,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
-from fastapi._compat import field_annotation_is_sequence
-from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.limits import send_error
@@ -37,8 +34,8 @@ _TEXTUAL = (b"application/json", b"application/geo+json", b"application/ld+json"
 class InputGuard:
     def __init__(self, app: ASGIApp, *, owner: FastAPI) -> None:
         self.app, self.owner = app, owner
-        self._lists: dict[int, frozenset[str]] = {}  # id(route) → its list-valued query names
-        self._singles: dict[int, frozenset[str]] = {}
+        # (path pattern, {method: single-valued query names}), read from the OpenAPI description
+        self._operations: list[tuple[re.Pattern[str], dict[str, frozenset[str]]]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -80,23 +77,39 @@ class InputGuard:
         return f"query parameter {bad[0]!r} given more than once; it takes one value" if bad else None
 
     def _single_valued(self, scope: Scope) -> frozenset[str]:
-        """The declared single-valued query parameters of the route ``scope`` goes to."""
-        for route in self.owner.router.routes:
-            if isinstance(route, APIRoute) and route.matches(scope)[0] == Match.FULL:
-                key = id(route)
-                if key not in self._singles:
-                    self._singles[key] = _single_query_names(route)
-                return self._singles[key]
+        """The declared single-valued query parameters of the operation ``scope`` goes to.
+
+        Read from the app's own OpenAPI description (what every route declares, dependencies
+        included), so it holds whatever way the router nests its routes.
+        """
+        if self._operations is None:
+            self._operations = _operations(self.owner.openapi())
+        method = scope["method"].lower()
+        for pattern, methods in self._operations:
+            if pattern.fullmatch(scope["path"]):
+                return methods.get(method, frozenset())
         return frozenset()
 
 
-def _single_query_names(route: APIRoute) -> frozenset[str]:
-    names, stack = set(), [route.dependant]
-    while stack:  # the route's own parameters and those of its dependencies
-        dependant = stack.pop()
-        names |= {f.alias for f in dependant.query_params if not field_annotation_is_sequence(f.field_info.annotation)}
-        stack.extend(dependant.dependencies)
-    return frozenset(names)
+def _operations(spec: dict[str, Any]) -> list[tuple[re.Pattern[str], dict[str, frozenset[str]]]]:
+    out: list[tuple[int, re.Pattern[str], dict[str, frozenset[str]]]] = []
+    for path, item in spec.get("paths", {}).items():
+        pattern = re.compile("".join("[^/]+" if part.startswith("{") else re.escape(part)
+                                     for part in re.split(r"(\{[^}]+\})", path)))
+        methods = {}
+        for method, operation in item.items():
+            if isinstance(operation, dict):
+                methods[method] = frozenset(
+                    p["name"] for p in operation.get("parameters", [])
+                    if p.get("in") == "query" and not _is_array(p.get("schema", {})))
+        out.append((path.count("{"), pattern, methods))
+    return [(pattern, methods) for _, pattern, methods in sorted(out, key=lambda o: o[0])]  # static paths first
+
+
+def _is_array(schema: dict[str, Any]) -> bool:
+    if schema.get("type") == "array":
+        return True
+    return any(_is_array(s) for s in schema.get("anyOf", []) + schema.get("oneOf", []) if isinstance(s, dict))
 
 
 def check_body(body: bytes) -> str | None:

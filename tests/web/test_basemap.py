@@ -51,7 +51,8 @@ async def test_base_map_draws_the_district_with_its_names(web: WebPage) -> None:
         const r = m.getContainer().getBoundingClientRect(); return [a.x + r.x, a.y + r.y, c.x + r.x, c.y + r.y]; }""")
     assert label is not None
     cx, cy = label["x"] + label["width"] / 2, label["y"] + label["height"] / 2
-    assert area[0] <= cx <= area[2] and area[1] <= cy <= area[3]
+    assert area[0] <= cx <= area[2]
+    assert area[1] <= cy <= area[3]
     await web.shot("18-01-basemap")
     # zoomed out, the small names give way
     await web.page.evaluate("window.citypark.map.setZoom(13.5, {animate: false})")
@@ -83,7 +84,8 @@ async def test_facility_names_at_close_zoom_and_no_parking_closed_unknown_apart(
     styles = await web.page.evaluate("""() => ["[data-id='jh-lot']", "[data-status='unknown']"].map((sel) => {
         const el = document.querySelector(`.cp-fac${sel}`); const s = getComputedStyle(el);
         return [el.dataset.status, s.backgroundColor, s.borderStyle, el.querySelector('.cp-free').textContent]; })""")
-    (closed_status, closed_bg, closed_border, closed_text), (unknown_status, unknown_bg, unknown_border, unknown_text) = styles
+    (closed_status, closed_bg, closed_border, closed_text) = styles[0]
+    (unknown_status, unknown_bg, unknown_border, unknown_text) = styles[1]
     assert (closed_status, unknown_status) == ("closed", "unknown")
     assert closed_bg != unknown_bg
     assert closed_border != unknown_border
@@ -106,7 +108,8 @@ async def test_search_box_finds_zhanqian_square(web: WebPage) -> None:
     assert await web.dataset("searchPicked") == "zqgc-lot"
     centre = await web.page.evaluate("(() => { const c = window.citypark.map.getCenter(); return [c.lat, c.lng]; })()")
     lot = await (await web.page.context.request.get(web.base + "/v1/facilities/zqgc-lot")).json()
-    assert abs(centre[0] - lot["lat"]) < 1e-4 and abs(centre[1] - lot["lon"]) < 1e-4
+    assert abs(centre[0] - lot["lat"]) < 1e-4
+    assert abs(centre[1] - lot["lon"]) < 1e-4
     await web.shot("18-06-search-picked")
     await web.page.locator("#search").fill("不存在的地方")
     await wait_for(web.page, "document.body.dataset.searchResults === '0'")
@@ -124,7 +127,8 @@ async def test_a_click_on_a_facility_sets_the_point_the_search_uses(web: WebPage
     await wait_for(web.page, "document.getElementById('detail').dataset.loaded === 'true'")
     lat, lon = map(float, (await web.dataset("point") or "").split(","))
     lot = await (await web.page.context.request.get(web.base + "/v1/facilities/zqgc-lot")).json()
-    assert abs(lat - lot["lat"]) < 3e-4 and abs(lon - lot["lon"]) < 3e-4  # where the chip is drawn
+    assert abs(lat - lot["lat"]) < 3e-4
+    assert abs(lon - lot["lon"]) < 3e-4
     assert await web.page.locator("path.cp-point").count() == 1
     assert (await web.page.locator("#driver-point").inner_text()).startswith("您点击的位置")
     await web.page.locator("#driver-key").fill(driver["Authorization"].removeprefix("Bearer "))
