@@ -6,9 +6,11 @@ A driver key may have at most ``Settings.max_holds_per_driver`` (default 1) assi
 capped. One more is refused with ``Conflict`` of kind ``hold_limit`` (409).
 
 Within a process, the requests of one key are admitted one at a time (a lock per key, held
-until the hold is written), so concurrent requests cannot all see room for one more. Across
-API processes the count is the database's, read before the hold; requests of one key that
-race in different processes at the same instant may each pass once.
+until the hold is written), so concurrent requests cannot all see room for one more. A request
+with a session (the route) also takes a transaction-scoped advisory lock on the key, held until
+it commits, so its hold is counted by the next request in any process. The fast path (no
+session; its holds are committed before it answers) reads the count without that lock:
+requests of one key racing on it in different processes at the same instant may each pass once.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ KIND = "hold_limit"
 COUNT_ACTIVE = ("SELECT count(*) FROM assignments WHERE key_id = $1 "
                 "AND status IN ('held', 'reassigned') AND upper(hold) > now()")
 _COUNT_ACTIVE_SQLA = text(COUNT_ACTIVE.replace("$1", ":key_id"))
+_LOCK_KEY = text("SELECT pg_advisory_xact_lock(hashtext('citypark-hold-cap:' || :key))")
 
 
 def cap_of(principal: Principal, default: int) -> int | None:
@@ -90,6 +93,8 @@ async def admitted(runtime: Any, session: AsyncSession | None, principal: Princi
         yield
         return
     async with _locks_of(runtime).hold(principal.key_id):
+        if session is not None:  # held to the request's commit: its hold is counted by the next request
+            await session.execute(_LOCK_KEY, {"key": str(principal.key_id)})
         held = await active_holds(runtime, session, principal.key_id)
         if held >= cap:
             raise Conflict(

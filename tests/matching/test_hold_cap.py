@@ -67,6 +67,10 @@ async def test_concurrent_requests_of_one_key_get_one_hold(scratch: Callable[...
     assert {a.json()["error"] for a in answers if a.status_code == 409} == {"hold_limit"}
     rows = await fetch(settings, "SELECT count(*) AS n FROM assignments WHERE status = 'held'")
     assert rows[0]["n"] == 1
+    fresh = await make_committed_key(settings, "driver")  # not cached: every request takes the route
+    async with app_client(settings) as client:
+        answers = await asyncio.gather(*(client.post("/v1/assignments", json=BODY, headers=fresh) for _ in range(6)))
+    assert sorted(a.status_code for a in answers) == [201] + [409] * 5
 
 
 async def test_a_fleet_key_and_the_setting_allow_more(scratch: Callable[..., Settings]) -> None:

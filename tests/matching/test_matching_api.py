@@ -144,7 +144,7 @@ async def test_a_hold_expires(scratch: Callable[..., Settings]) -> None:
 
 
 async def test_counted_lot_holds_are_bounded_by_its_free_count(scratch: Callable[..., Settings]) -> None:
-    settings = scratch(batch_window_ms=0)
+    settings = scratch(batch_window_ms=0, max_holds_per_driver=100)  # one key, several holds
     garage = (await fetch(settings, "SELECT id, ST_Y(entrance) lat, ST_X(entrance) lon FROM facilities "
                                     "WHERE counted AND capacity > 0 ORDER BY id LIMIT 1"))[0]
     await _count(settings, garage["id"], free=2)
