@@ -19,8 +19,11 @@ from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
 from app.core.errors import InvalidInput
+from app.core.geo import to_local_metres
 from app.core.settings import Bbox, parse_bbox  # noqa: F401 (parse_bbox: re-exported)
 
+MAX_FACILITY_AREA_M2 = 500_000.0  # a lot or garage footprint (0.5 km², a very large lot)
+MAX_CURB_LENGTH_M = 2_000.0  # one curb segment
 TYPES = {"Point", "LineString", "Polygon", "MultiPoint", "MultiLineString", "MultiPolygon"}
 
 
@@ -78,3 +81,14 @@ def _check_ring_like(positions: list[list[float]], what: str) -> None:
     for lon, lat in positions:
         if not (-180 <= lon <= 180 and -90 <= lat <= 90):
             raise InvalidInput(f"{what}: coordinates out of range (lon -180..180, lat -90..90)")
+
+
+def check_footprint(what: str, kind: str, geom: BaseGeometry) -> None:
+    """A facility's footprint must be plausible: a lot, not a city; a curb, not a highway."""
+    c = geom.centroid
+    local = to_local_metres(geom, c.y, c.x)
+    if kind == "curb" and local.length > MAX_CURB_LENGTH_M:
+        raise InvalidInput(f"{what}: a curb of {local.length:.0f} m (at most {MAX_CURB_LENGTH_M:.0f} m a segment)")
+    if kind != "curb" and local.area > MAX_FACILITY_AREA_M2:
+        raise InvalidInput(f"{what}: a {kind} of {local.area / 1e6:.2f} km² (at most "
+                           f"{MAX_FACILITY_AREA_M2 / 1e6:.1f} km²)")

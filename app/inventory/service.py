@@ -21,14 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import geometry_input, hours, ids
 from app.core.errors import Forbidden, InvalidInput
-from app.core.geo import distance_m, to_local_metres
+from app.core.geo import distance_m
 from app.core.text import nul_path
 from app.inventory.models import Facility, Operator, ParkingRule, Sensor, Space
 from app.occupancy.models import FacilityCount, SpaceState
 
 MAX_SPACE_DISTANCE_M = 30.0  # a space must lie inside its facility or this close beside it
-MAX_FACILITY_AREA_M2 = 500_000.0  # a lot or garage footprint (0.5 km², a very large lot)
-MAX_CURB_LENGTH_M = 2_000.0  # one curb segment
 GEOMETRY_BY_KIND = {"lot": "Polygon", "garage": "Polygon", "curb": "LineString"}
 
 
@@ -146,21 +144,10 @@ def _geometry(parsed: Parsed, where: str, raw: Any) -> BaseGeometry:
     return result.geometry
 
 
-def _check_size(where: str, kind: str, geom: BaseGeometry) -> None:
-    """A facility's footprint must be plausible: a lot, not a city; a curb, not a highway."""
-    c = geom.centroid
-    local = to_local_metres(geom, c.y, c.x)
-    if kind == "curb" and local.length > MAX_CURB_LENGTH_M:
-        raise InvalidInput(f"{where}: a curb of {local.length:.0f} m (at most {MAX_CURB_LENGTH_M:.0f} m a segment)")
-    if kind != "curb" and local.area > MAX_FACILITY_AREA_M2:
-        raise InvalidInput(f"{where}: a {kind} of {local.area / 1e6:.2f} km² (at most "
-                           f"{MAX_FACILITY_AREA_M2 / 1e6:.1f} km²)")
-
-
 def _facility(where: str, props: FacilityProps, geom: BaseGeometry) -> tuple[Any, ...]:
     if geom.geom_type != GEOMETRY_BY_KIND[props.kind]:
         raise InvalidInput(f"{where}: a {props.kind} needs a {GEOMETRY_BY_KIND[props.kind]}")
-    _check_size(where, props.kind, geom)
+    geometry_input.check_footprint(where, props.kind, geom)
     _check_hours(where, props.opening_hours, props.public_hours)
     _check_rules(where, props.rules)
     entrance = Point(props.entrance) if props.entrance else _default_entrance(geom)
