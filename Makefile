@@ -1,7 +1,8 @@
 # citypark — the two commands a newcomer needs:
-#   make demo   run the whole product locally (API, ingest, simulator) on the demo district
+#   make demo   run the whole product locally (API, ingest, simulator) on the demo district (PORT=8000)
 #   make test   run the whole test suite against real PostGIS and Mosquitto
 VENV   ?= .venv
+PORT   ?= 8000
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
@@ -20,7 +21,7 @@ services:
 	bash deploy/local/services.sh
 
 demo: venv services
-	$(VENV)/bin/citypark demo
+	$(VENV)/bin/citypark demo --port $(PORT)
 
 test: venv services
 	$(VENV)/bin/pytest

@@ -10,18 +10,31 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable, Coroutine
-from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from app.core.db import in_session
+from app import cli_lazy
 from app.core.errors import DomainError
-from app.core.settings import Settings, get_settings
+
+if TYPE_CHECKING:  # imported lazily, so that `citypark --help` stays fast (app/cli_lazy.py)
+    from app.core.settings import Settings
+
+
+def get_settings() -> Settings:
+    from app.core.settings import get_settings as settings
+
+    return settings()
+
+
+def in_session(settings: Settings, body: Callable[[Any], Coroutine[Any, Any, T]]) -> Coroutine[Any, Any, T]:
+    from app.core.db import in_session as session_of
+
+    return session_of(settings, body)
 
 T = TypeVar("T")
-cli = typer.Typer(help="citypark — smart-parking matching service", no_args_is_help=True)
+cli = typer.Typer(help="citypark — smart-parking matching service", no_args_is_help=True, cls=cli_lazy.LazyGroup)
 keys_cli = typer.Typer(help="API keys", no_args_is_help=True)
 cli.add_typer(keys_cli, name="keys")
 
@@ -32,6 +45,12 @@ def run(coro_fn: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
         return asyncio.run(coro_fn(get_settings()))
     except DomainError as exc:
         typer.echo(f"error: {exc.kind}: {exc.detail}", err=True)
+        raise typer.Exit(2) from None
+    except Exception as exc:  # a database not migrated or not running: one line, not a traceback
+        hint = cli_lazy.database_hint(exc)
+        if hint is None:
+            raise
+        typer.echo(f"error: {hint}", err=True)
         raise typer.Exit(2) from None
 
 
@@ -49,8 +68,10 @@ def seed(
     demo: Annotated[str | None, typer.Option(help="demo district to load, e.g. tiedong")] = None,
     synthetic: Annotated[int | None, typer.Option(help="create N synthetic spaces")] = None,
     seed: Annotated[int, typer.Option("--seed", help="random seed for --synthetic")] = 0,
+    replace: Annotated[bool, typer.Option(
+        help="--synthetic: remove earlier synthetic spaces first (else the same N and seed add nothing)")] = False,
 ) -> None:
-    """Load the demo district or synthetic load-test spaces."""
+    """Load the demo district or synthetic load-test spaces (both idempotent: a re-run adds nothing)."""
     from app.core.db import raw_connection
     from app.inventory import seed as seed_service
 
@@ -63,13 +84,18 @@ def seed(
                        f"{r.sensors} sensors, {r.rules} rules")
         return
 
+    from app.core.progress import progress_bar
+
     async def body(settings: Settings) -> seed_service.SyntheticResult:
         async with raw_connection(settings) as conn:
-            return await seed_service.seed_synthetic(
-                conn, n=synthetic or 0, seed=seed, progress=lambda m: typer.echo(m, err=True))
+            with progress_bar("spaces", total=synthetic) as advance:
+                return await seed_service.seed_synthetic(
+                    conn, n=synthetic or 0, seed=seed, replace=replace, advance=advance,
+                    progress=lambda m: typer.echo(m, err=True))
 
     result = run(body)
-    typer.echo(f"{result.spaces} spaces in {result.facilities} facilities, {result.seconds:.1f} s")
+    typer.echo(f"{result.spaces} spaces in {result.facilities} facilities ({result.added} new), "
+               f"{result.seconds:.1f} s")
 
 
 @cli.command("import")
@@ -85,8 +111,13 @@ def import_(
     except (ValueError, UnicodeDecodeError) as exc:
         typer.echo(f"error: invalid_input: {file} is not JSON: {exc}", err=True)
         raise typer.Exit(2) from None
-    result = run(lambda s: in_session(
-        s, lambda ses: inventory.import_inventory(ses, operator_id=operator, doc=doc)))
+    from app.core.progress import progress_bar
+
+    with progress_bar(f"importing {file.name}", total=None) as _:
+        result = run(lambda s: in_session(s, lambda ses: inventory.import_inventory(
+            ses, operator_id=operator, doc=doc, area=s.service_area_bbox)))
+    for warning in result.warnings:
+        typer.echo(f"note: {warning}", err=True)
     typer.echo(f"{result.operator_id}: {result.facilities} facilities, {result.spaces} spaces, "
                f"{result.sensors} sensors, {result.rules} rules")
 
@@ -96,12 +127,14 @@ def keys_create(
     role: Annotated[str, typer.Option(help="driver, operator, enforcement or admin")],
     operator: Annotated[str | None, typer.Option(help="operator id (operator keys)")] = None,
     name: Annotated[str | None, typer.Option(help="a label for the key")] = None,
+    max_holds: Annotated[int | None, typer.Option(
+        help="driver keys: active holds allowed at once (a fleet); default CITYPARK_MAX_HOLDS_PER_DRIVER")] = None,
 ) -> None:
     """Print a new API key (shown once; only its hash is stored)."""
     from app.keys import service as keys
 
     async def body(session: Any) -> str:
-        plain, _ = await keys.create_key(session, role=role, operator_id=operator, name=name)
+        plain, _ = await keys.create_key(session, role=role, operator_id=operator, name=name, max_holds=max_holds)
         return plain
 
     typer.echo(run(lambda s: in_session(s, body)))
@@ -156,18 +189,11 @@ def demo(
     sys.exit(run_demo(host=host, port=port))
 
 
-def _register_plugins() -> None:
-    for ep in entry_points(group="citypark.commands"):
-        target = ep.load()
-        if isinstance(target, typer.Typer):
-            cli.add_typer(target, name=ep.name)
-        else:
-            cli.command(ep.name)(target)
-
-
 def main() -> None:
-    _register_plugins()
-    cli()
+    group = typer.main.get_command(cli)
+    assert isinstance(group, cli_lazy.LazyGroup)
+    cli_lazy.register_plugins(group)  # plugin commands are imported only when run
+    group()
 
 
 # issue 17: history import and forecasts (their own packages)

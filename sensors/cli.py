@@ -23,7 +23,8 @@ def ingest(
     client_id: Annotated[str | None, typer.Option(
         help="client id prefix; worker i connects as PREFIX-i (stable, so its session persists)")] = None,
     metrics_port: Annotated[int, typer.Option(
-        help="Prometheus /metrics of worker i on PORT+i; 0 turns it off")] = DEFAULT_METRICS_PORT,
+        help="Prometheus /metrics of worker i on PORT+i (host: CITYPARK_METRICS_HOST, default 127.0.0.1); "
+             "0 turns it off")] = DEFAULT_METRICS_PORT,
 ) -> None:
     """MQTT ingest workers: shared subscription, batched idempotent writes, acks after commit."""
     _logging()
@@ -40,8 +41,9 @@ def run_worker(index: int, prefix: str, metrics_port: int) -> None:
     from sensors.worker import Worker
 
     _logging()
-    metrics.serve(metrics_port + index if metrics_port else 0)
-    worker = Worker(get_settings(), client_id=f"{prefix}-{index}", name=str(index))
+    settings = get_settings()
+    metrics.serve(metrics_port + index if metrics_port else 0, settings.metrics_host)
+    worker = Worker(settings, client_id=f"{prefix}-{index}", name=str(index))
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -91,12 +93,18 @@ def simulate(
     seed: Annotated[int | None, typer.Option(help="random seed (repeatable runs)")] = None,
     speed: Annotated[float, typer.Option(help="time compression of stays (1 = real time)")] = 1.0,
     dry_run: Annotated[bool, typer.Option(help="print 'topic<TAB>payload' lines instead of publishing")] = False,
+    backfill_hours: Annotated[float, typer.Option(
+        help="a district with no history yet first gets this many hours of simulated past (once: a "
+             "district with stored states resumes from them)")] = 0.0,
 ) -> None:
     """Publish realistic sensor traffic for the seeded district over MQTT."""
+    from sensors import backfill
     from sensors.simulator import run_simulator
 
     _logging()
-    sent = run_simulator(get_settings(), rate=rate, duration=duration, seed=seed, speed=speed, dry_run=dry_run)
+    settings = get_settings()
+    sent = run_simulator(settings, rate=rate, duration=duration, seed=seed, speed=speed, dry_run=dry_run,
+                         begin=backfill.begin(settings, backfill_hours))
     typer.echo(f"simulate: {sent} messages", err=True)
 
 

@@ -30,11 +30,12 @@ DB_ERRORS = Counter("citypark_ingest_db_errors", "Failed batch writes (retried)"
 CONNECTED = Gauge("citypark_ingest_mqtt_connected", "1 while connected to the broker", ["worker"])
 
 
-def serve(port: int) -> None:
-    """Serve /metrics on ``port``; 0 turns it off. A busy port is logged, not fatal."""
+def serve(port: int, host: str = "127.0.0.1") -> None:
+    """Serve /metrics on ``host:port`` (``CITYPARK_METRICS_HOST``, loopback by default: a scraper on
+    another machine needs it set, e.g. to 0.0.0.0); port 0 turns it off. A busy port is logged, not fatal."""
     if port <= 0:
         return
     try:
-        start_http_server(port)
+        start_http_server(port, addr=host)
     except OSError as exc:
         log.warning("metrics port %s unavailable: %s", port, exc)

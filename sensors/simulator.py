@@ -36,6 +36,7 @@ NO_PARKING_DEMAND = 0.04
 DUPLICATE_SHARE, REORDER_SHARE, MALFORMED_SHARE = 0.01, 0.01, 0.003
 COUNT_EVERY_S = 15.0
 TICK_S = 0.1
+BURST = 1000  # messages a tick may send beyond the rate while a backlog (a start, a backfill) drains
 
 DISTRICT_SQL = """
 SELECT se.id AS sensor_id, se.operator_id, se.space_id, f.kind,
@@ -89,6 +90,7 @@ class Simulation:
     speed: float = 1.0
     heap: list[tuple[float, int]] = field(default_factory=list)
     sim_s: float = 0.0
+    seeded: set[int] = field(default_factory=set)  # spaces given a violation in force by a backfill
     _filler: int = 0
 
     def stay_min(self, spot: Spot) -> float:
@@ -122,6 +124,8 @@ class Simulation:
             self.schedule(i, (stay - elapsed) if spot.occupied else self.gap_min(spot, now))
             at = now - timedelta(minutes=elapsed / self.speed)
             out.append(self._occupancy(spot, at))
+            if spot.occupied:  # and reports it now, or a car parked long ago reads as a stale sensor
+                out.append(self._occupancy(spot, now))
         for gate in self.gates:
             gate.free = round(gate.capacity * (1 - p_now) * self.rng.uniform(0.8, 1.0))
         return out
@@ -200,22 +204,29 @@ async def load_district(settings: Settings, rng: random.Random, speed: float) ->
 
 
 def run_simulator(settings: Settings, *, rate: float, duration: float, seed: int | None = None,
-                  speed: float = 1.0, dry_run: bool = False) -> int:
-    """Publish (or print, with ``dry_run``) for ``duration`` seconds (0 = until interrupted)."""
+                  speed: float = 1.0, dry_run: bool = False,
+                  begin: Callable[[Simulation, datetime], list[tuple[str, bytes]]] | None = None) -> int:
+    """Publish (or print, with ``dry_run``) for ``duration`` seconds (0 = until interrupted).
+
+    ``begin(sim, now)`` gives the first messages (default :meth:`Simulation.start`; a backfill
+    or a resume: ``sensors/backfill.py``).
+    """
     rng = random.Random(seed)
     sim = asyncio.run(load_district(settings, rng, speed))
+    first = (begin or Simulation.start)(sim, datetime.now(UTC))
     send, close = _printer() if dry_run else _publisher(settings)
     try:
-        return _loop(sim, send, rate=rate, duration=duration)
+        return _loop(sim, send, first, rate=rate, duration=duration)
     except KeyboardInterrupt:
         return 0
     finally:
         close()
 
 
-def _loop(sim: Simulation, send: Callable[[str, bytes], None], *, rate: float, duration: float) -> int:
+def _loop(sim: Simulation, send: Callable[[str, bytes], None], first: list[tuple[str, bytes]], *,
+          rate: float, duration: float) -> int:
     started = time.monotonic()
-    backlog = deque(sim.start(datetime.now(UTC)))
+    backlog = deque(first)
     sent, budget, next_count = 0, 0.0, started
     while not duration or time.monotonic() - started < duration:
         tick = time.monotonic()
@@ -225,7 +236,7 @@ def _loop(sim: Simulation, send: Callable[[str, bytes], None], *, rate: float, d
         if tick >= next_count:
             backlog.extendleft(sim.counts(now))
             next_count = tick + COUNT_EVERY_S
-        n = min(len(backlog), max(int(budget), 200))
+        n = min(len(backlog), max(int(budget), BURST))
         batch = [backlog.popleft() for _ in range(n)]
         batch += sim.fillers(now, int(budget) - n)
         for topic, payload in imperfect(batch, sim.rng, sim.root):

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Forbidden, Unauthorized
 from app.core.settings import Settings
+from app.core.text import a_or_an
 from app.keys import service as keys_service
 from app.keys.service import Principal
 
@@ -93,7 +94,7 @@ def admit(principal: Principal | None, roles: tuple[str, ...]) -> Principal:
     if principal is None:
         raise Unauthorized("this endpoint needs an API key (Authorization: Bearer …)")
     if principal.role not in roles and principal.role != "admin":
-        raise Forbidden(f"a {principal.role} key may not call this endpoint")
+        raise Forbidden(f"{a_or_an(principal.role)} key may not call this endpoint")
     return principal
 
 

@@ -14,9 +14,10 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi.telemetry import TelemetryConfig
+from starlette.middleware import Middleware
 
 from app.api import errors as api_errors
-from app.api import limits, openapi
+from app.api import input_guard, limits, openapi
 from app.api.cors import CORSMiddleware
 from app.api.routes import (
     admin,
@@ -94,6 +95,8 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
         CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
         allow_headers=["Authorization", "Content-Type"],
     )
+    # appended, not add_middleware (which puts a layer outermost): inside the limits and CORS
+    app.user_middleware.append(Middleware(input_guard.InputGuard, owner=app))  # NUL, bad UTF-8, repeated params
 
 
 def app_factory() -> FastAPI:

@@ -119,6 +119,7 @@ class FacilityAvailability:
     ev_total: int
     ev_free: int | None
     geometry: dict[str, Any] = field(repr=False, compare=False)
+    no_parking: bool = False  # a facility-wide no-parking rule in force (a 禁停 stretch), not merely closed
 
     def public_dict(self, distance_m: float | None = None) -> dict[str, Any]:
         """The JSON fields of the list endpoint (geometry is only in GeoJSON/FIWARE exports)."""
@@ -128,7 +129,7 @@ class FacilityAvailability:
             "observed_at": iso_utc(self.observed_at) if self.observed_at else None,
             "distance_m": None if distance_m is None else round(distance_m, 1),
             "lat": self.lat, "lon": self.lon, "counted": self.counted, "open_now": self.open_now,
-            "unknown_spaces": self.unknown_spaces,
+            "unknown_spaces": self.unknown_spaces, "no_parking": self.no_parking,
         }
 
 
@@ -213,6 +214,7 @@ def _availability(row: Any, local_now: datetime) -> FacilityAvailability:
         accessible_free=row["accessible_free"] if known_extras and open_now else None,
         ev_total=row["ev_total"], ev_free=row["ev_free"] if known_extras and open_now else None,
         geometry=_json(row["geometry"]),
+        no_parking=any(_rule_in_force(rule, local_now) for rule in row["closing_rules"] or ()),
     )
 
 

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     forecast_train_days: int = 90  # training window of `citypark forecast train`
     forecast_max_samples: int = 300_000  # training samples drawn from that window
     forecast_far_eta_min: float = 10.0  # drivers at least this far away are sent where a space is likeliest
+    # issue 18: hostile input and a demo a newcomer understands
+    # inventory and zone geometries must lie in this lon/lat box (minlon,minlat,maxlon,maxlat;
+    # empty = anywhere); the default covers the demo district (铁东, Anshan) with a wide margin
+    service_area: str = "122.80,40.95,123.25,41.30"
+    max_holds_per_driver: int = Field(default=1, ge=1)  # active holds per driver key (a key's max_holds overrides)
+    metrics_host: str = "127.0.0.1"  # where ingest workers serve Prometheus metrics (0.0.0.0: every interface)
 
     @field_validator("database_url")
     @classmethod
@@ -69,6 +75,17 @@ class Settings(BaseSettings):
             raise ValueError("CITYPARK_MQTT_URL must start with mqtt:// or mqtts://")
         return value
 
+    @field_validator("service_area")
+    @classmethod
+    def _service_area(cls, value: str) -> str:
+        parse_bbox(value)
+        return value
+
+    @property
+    def service_area_bbox(self) -> Bbox | None:
+        """``service_area`` as (minlon, minlat, maxlon, maxlat); None = anywhere."""
+        return parse_bbox(self.service_area)
+
     @property
     def asyncpg_dsn(self) -> str:
         """The URL as asyncpg wants it (plain postgresql://)."""
@@ -83,6 +100,22 @@ class Settings(BaseSettings):
     @property
     def database_name(self) -> str:
         return urlsplit(self.asyncpg_dsn).path.lstrip("/") or "postgres"
+
+
+Bbox = tuple[float, float, float, float]
+
+
+def parse_bbox(text: str) -> Bbox | None:
+    """``"minlon,minlat,maxlon,maxlat"`` → a bbox; empty → None (anywhere)."""
+    if not text.strip():
+        return None
+    try:
+        minx, miny, maxx, maxy = (float(p) for p in text.split(","))
+    except ValueError:
+        raise ValueError(f"service area {text!r}: give minlon,minlat,maxlon,maxlat") from None
+    if not (-180 <= minx < maxx <= 180 and -90 <= miny < maxy <= 90):
+        raise ValueError(f"service area {text!r}: not a lon/lat box")
+    return minx, miny, maxx, maxy
 
 
 @lru_cache

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
+from sqlalchemy import text
 
 from app.core.db import create_engine, create_sessionmaker
 from app.core.settings import Settings, get_settings
@@ -65,14 +66,23 @@ async def _pass(sessions: object, sweep: Sweep, settings: Settings) -> bool:
     try:
         async with sessions() as session, session.begin():  # type: ignore[operator]
             result = await sweep.run_pass(session, now=datetime.now(UTC), settings=settings)
+            summary = tuple((await session.execute(text(SUMMARY_SQL))).one())
     except Exception as exc:  # keep running: the next pass retries from the restored state
         sweep.__dict__.update(saved.__dict__)
         log.warning("pass failed, will retry: %s: %s", type(exc).__name__, exc)
         return False
     if result.spaces:
-        log.info("pass: %d spaces, %d violations, %.0f ms", result.spaces, result.violations,
-                 (time.monotonic() - started) * 1000)
+        # at info only when the violations changed (new, ended or removed): a quiet terminal otherwise
+        changed = summary != getattr(sweep, "last_summary", None)
+        sweep.last_summary = summary  # type: ignore[attr-defined]
+        log.log(logging.INFO if changed else logging.DEBUG,
+                "pass: %d spaces, %d violations, %.0f ms; %d active violations in all", result.spaces,
+                result.violations, (time.monotonic() - started) * 1000, summary[0])
     return True
+
+
+# active violations, every violation, the newest: changes whenever one starts, ends or is removed
+SUMMARY_SQL = "SELECT count(*) FILTER (WHERE ended_at IS NULL), count(*), coalesce(max(id), 0) FROM violations"
 
 
 def _stop_on_signals() -> asyncio.Event:

@@ -14,11 +14,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from geoalchemy2.shape import from_shape
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from shapely.geometry import shape
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core import hours
+from app.core import geometry_input, hours, ids
 from app.core.errors import InvalidInput, NotFound
 from app.inventory.models import Facility, ParkingRule, Space
 
@@ -26,17 +25,17 @@ from app.inventory.models import Facility, ParkingRule, Space
 class RuleSpec(BaseModel):
     """A new rule: where (exactly one of facility, space or zone) and what (a limit or no parking)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
-    facility_id: str | None = None
-    space_id: str | None = None
+    facility_id: str | None = Field(default=None, min_length=1, max_length=ids.MAX_LEN, pattern=ids.PATTERN)
+    space_id: str | None = Field(default=None, min_length=1, max_length=ids.MAX_LEN, pattern=ids.PATTERN)
     zone: dict[str, Any] | None = Field(default=None, description="GeoJSON Polygon (lon/lat)")
     max_stay_minutes: int | None = Field(default=None, gt=0, le=7 * 1440)
     no_parking: bool = False
-    days: str = Field(default="Mo-Su", examples=["Mo-Sa"])
-    start: str = Field(default="00:00", alias="from", examples=["08:00"])
-    end: str = Field(default="24:00", alias="to", examples=["20:00"])
-    timezone: str = "Asia/Shanghai"
+    days: str = Field(default="Mo-Su", max_length=100, examples=["Mo-Sa"])
+    start: str = Field(default="00:00", alias="from", max_length=10, examples=["08:00"])
+    end: str = Field(default="24:00", alias="to", max_length=10, examples=["20:00"])
+    timezone: str = Field(default="Asia/Shanghai", max_length=100)
     note: str | None = Field(default=None, max_length=500)
 
     @model_validator(mode="after")
@@ -87,11 +86,13 @@ async def get_rule(session: AsyncSession, *, rule_id: int) -> dict[str, Any]:
     return _row(row[0], row[1])
 
 
-async def create_rule(session: AsyncSession, *, spec: RuleSpec) -> dict[str, Any]:
-    """Validate and store a rule (flush only); returns it as ``get_rule`` would."""
+async def create_rule(session: AsyncSession, *, spec: RuleSpec,
+                      area: geometry_input.Bbox | None = None) -> dict[str, Any]:
+    """Validate and store a rule (flush only); returns it as ``get_rule`` would. A zone must lie
+    in ``area`` (the service area) when given; its z coordinates are dropped."""
     start, end = hours.parse_clock(spec.start), hours.parse_clock(spec.end)
     rule = ParkingRule(
-        facility_id=spec.facility_id, space_id=spec.space_id, zone=_zone(spec.zone),
+        facility_id=spec.facility_id, space_id=spec.space_id, zone=_zone(spec.zone, area),
         kind="no_parking" if spec.no_parking else "time_limit", max_stay_minutes=spec.max_stay_minutes,
         days=spec.days, day_mask=hours.parse_days(spec.days), start_time=time(start % 1440 // 60, start % 60),
         end_time=time(end % 1440 // 60, end % 60), timezone=_timezone(spec.timezone), note=spec.note)
@@ -117,18 +118,12 @@ async def _check_target(session: AsyncSession, spec: RuleSpec) -> None:
         raise InvalidInput(f"unknown space {spec.space_id!r}")
 
 
-def _zone(raw: dict[str, Any] | None) -> Any:
+def _zone(raw: dict[str, Any] | None, area: geometry_input.Bbox | None) -> Any:
     if raw is None:
         return None
-    try:
-        polygon = shape(raw)
-    except Exception:
-        raise InvalidInput("zone is not a GeoJSON geometry") from None
-    if polygon.geom_type != "Polygon" or not polygon.is_valid or polygon.is_empty:
+    if raw.get("type") != "Polygon":
         raise InvalidInput("zone must be a valid GeoJSON Polygon")
-    minx, miny, maxx, maxy = polygon.bounds
-    if not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
-        raise InvalidInput("zone coordinates out of range (lon -180..180, lat -90..90)")
+    polygon = geometry_input.parse(raw, what="zone", area=area).geometry
     return from_shape(polygon, srid=4326)
 
 

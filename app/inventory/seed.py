@@ -21,6 +21,7 @@ DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
 DISTRICT_BBOX = (122.97, 41.10, 123.02, 41.13)  # lon/lat of the demo district
 SYNTHETIC_OPERATOR = "synthetic"
 SPACES_PER_FACILITY = 100
+CHUNK = 20_000  # spaces per COPY (and per progress step)
 
 
 def demo_files(name: str) -> list[Path]:
@@ -47,30 +48,41 @@ class SyntheticResult:
     spaces: int
     facilities: int
     seconds: float
+    added: int = 0  # spaces new in this run (0 when the same N and seed ran before)
 
 
 async def seed_synthetic(
-    conn: asyncpg.Connection, *, n: int, seed: int = 0,
+    conn: asyncpg.Connection, *, n: int, seed: int = 0, replace: bool = False,
     progress: Callable[[str], None] = lambda _: None,
+    advance: Callable[[int, int], None] = lambda done, total: None,
 ) -> SyntheticResult:
-    """Create ``n`` spaces (with sensors and state) over the district with COPY, in one transaction."""
+    """Create ``n`` spaces (with sensors and state) over the district with COPY, in one transaction.
+
+    Idempotent: the ids are made of ``seed`` and ``n``, so the same command run again adds
+    nothing. ``replace`` first removes every earlier synthetic facility (and its spaces,
+    sensors, state and history). ``advance(done, n)`` reports spaces written.
+    """
     if n <= 0:
         raise InvalidInput("--synthetic needs a positive number of spaces")
     started = time.monotonic()
     rng = np.random.default_rng(seed)
-    run = f"{seed}-{int(time.time())}"
+    run = f"{seed}-{n}"
     n_fac = math.ceil(n / SPACES_PER_FACILITY)
     async with conn.transaction():
+        if replace:
+            removed = await conn.execute("DELETE FROM facilities WHERE operator_id = $1", SYNTHETIC_OPERATOR)
+            progress(f"removed {removed.split()[-1]} earlier synthetic facilities")
         await conn.execute(
             "INSERT INTO operators (id, name) VALUES ($1, 'Synthetic load-test operator') "
             "ON CONFLICT DO NOTHING", SYNTHETIC_OPERATOR)
         centres = _facility_centres(rng, n_fac)
         await _copy_facilities(conn, run, centres)
         progress(f"{n_fac} facilities")
-        for lo in range(0, n, 200_000):
-            await _copy_spaces(conn, run, rng, centres, lo, min(n, lo + 200_000))
-            progress(f"{min(n, lo + 200_000)}/{n} spaces")
-    return SyntheticResult(n, n_fac, time.monotonic() - started)
+        added = 0
+        for lo in range(0, n, CHUNK):
+            added += await _copy_spaces(conn, run, rng, centres, lo, min(n, lo + CHUNK))
+            advance(min(n, lo + CHUNK), n)
+    return SyntheticResult(n, n_fac, time.monotonic() - started, added)
 
 
 def _facility_centres(rng: np.random.Generator, n_fac: int) -> np.ndarray:
@@ -89,12 +101,12 @@ async def _copy_facilities(conn: asyncpg.Connection, run: str, centres: np.ndarr
         SELECT id, 'synthetic', 'Synthetic lot ' || id, 'lot',
                ST_Expand(ST_SetSRID(ST_MakePoint(lon, lat), 4326), 0.0005),
                ST_SetSRID(ST_MakePoint(lon, lat - 0.0004), 4326), $1
-        FROM syn_fac""", SPACES_PER_FACILITY)
+        FROM syn_fac ON CONFLICT (id) DO NOTHING""", SPACES_PER_FACILITY)
 
 
 async def _copy_spaces(
     conn: asyncpg.Connection, run: str, rng: np.random.Generator, centres: np.ndarray, lo: int, hi: int
-) -> None:
+) -> int:
     idx = np.arange(lo, hi)
     fac = idx // SPACES_PER_FACILITY
     lon = centres[fac, 0] + rng.uniform(-0.00045, 0.00045, len(idx))
@@ -108,12 +120,13 @@ async def _copy_spaces(
         [f"syn-{run}-s{i:08d}" for i in idx], [f"syn-{run}-f{f:06d}" for f in fac],
         lon.tolist(), lat.tolist(), occupied.tolist(), strict=True))
     now = datetime.now(UTC)
-    await conn.execute("""
+    inserted = await conn.execute("""
         INSERT INTO spaces (id, facility_id, geom)
-        SELECT id, fac, ST_SetSRID(ST_MakePoint(lon, lat), 4326) FROM syn_space""")
+        SELECT id, fac, ST_SetSRID(ST_MakePoint(lon, lat), 4326) FROM syn_space ON CONFLICT (id) DO NOTHING""")
     await conn.execute("""
         INSERT INTO sensors (id, operator_id, space_id, kind)
-        SELECT 'm-' || id, 'synthetic', id, 'magnetometer' FROM syn_space""")
+        SELECT 'm-' || id, 'synthetic', id, 'magnetometer' FROM syn_space ON CONFLICT (id) DO NOTHING""")
     await conn.execute("""
         INSERT INTO space_state (space_id, occupied, since, observed_at, last_seen, source)
-        SELECT id, occupied, $1, $1, $1, 'seed' FROM syn_space""", now)
+        SELECT id, occupied, $1, $1, $1, 'seed' FROM syn_space ON CONFLICT (space_id) DO NOTHING""", now)
+    return int(inserted.split()[-1])

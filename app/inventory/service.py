@@ -7,22 +7,23 @@ error naming it. Written in the caller's transaction (all or nothing).
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import time
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from geoalchemy2.shape import from_shape
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from shapely.geometry import Point, shape
+from shapely.geometry import Point
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core import hours
+from app.core import geometry_input, hours, ids
 from app.core.errors import Forbidden, InvalidInput
 from app.core.geo import distance_m
+from app.core.text import nul_path
 from app.inventory.models import Facility, Operator, ParkingRule, Sensor, Space
 from app.occupancy.models import FacilityCount, SpaceState
 
@@ -31,7 +32,7 @@ GEOMETRY_BY_KIND = {"lot": "Polygon", "garage": "Polygon", "curb": "LineString"}
 
 
 class RuleIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
     max_stay_minutes: int | None = Field(default=None, gt=0, le=7 * 1440)
     no_parking: bool = False
@@ -42,7 +43,7 @@ class RuleIn(BaseModel):
 
 
 class FacilityProps(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)  # "capacity": "12" or "counted": "yes" are errors
 
     feature: Literal["facility"]
     name: str = Field(min_length=1, max_length=200)
@@ -52,7 +53,7 @@ class FacilityProps(BaseModel):
     opening_hours: str = "Mo-Su 00:00-24:00"
     public_hours: str | None = None
     fee: str | None = Field(default=None, max_length=500)
-    entrance: tuple[float, float] | None = None
+    entrance: list[float] | None = Field(default=None, min_length=2, max_length=2)
     closed: bool = False
     rules: list[RuleIn] = Field(default_factory=list)
     timezone: str = Field(default="Asia/Shanghai", max_length=64)
@@ -73,7 +74,7 @@ def check_timezone(value: str) -> str:
 
 
 class SpaceProps(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     feature: Literal["space"]
     facility_id: str = Field(min_length=1, max_length=100)
@@ -90,6 +91,8 @@ class SpaceProps(BaseModel):
 class Parsed:
     facilities: dict[str, tuple[FacilityProps, BaseGeometry, Point]]
     spaces: dict[str, tuple[SpaceProps, Point]]
+    warnings: list[str] = field(default_factory=list)
+    area: geometry_input.Bbox | None = None
 
 
 @dataclass(frozen=True)
@@ -99,16 +102,24 @@ class ImportResult:
     spaces: int
     sensors: int
     rules: int
+    warnings: tuple[str, ...] = ()
 
 
-def parse_collection(doc: Any) -> Parsed:
-    """Validate a FeatureCollection's structure, geometry and references; raise InvalidInput."""
+def parse_collection(doc: Any, *, area: geometry_input.Bbox | None = None) -> Parsed:
+    """Validate a FeatureCollection's structure, geometry and references; raise InvalidInput.
+
+    Ids follow ``app.core.ids``; no text may hold a NUL; geometries must lie in ``area`` when
+    given (the service area) and have a plausible size. 3-D positions lose their ``z``, which
+    ``Parsed.warnings`` says.
+    """
     if not isinstance(doc, dict) or doc.get("type") != "FeatureCollection":
         raise InvalidInput("inventory must be a GeoJSON FeatureCollection")
+    if (where := nul_path(doc)) is not None:
+        raise InvalidInput(f"inventory: a NUL character (U+0000) in {where}")
     features = doc.get("features")
     if not isinstance(features, list) or not features:
         raise InvalidInput("inventory has no features")
-    parsed = Parsed({}, {})
+    parsed = Parsed({}, {}, area=area)
     for index, feature in enumerate(features):
         _parse_feature(parsed, index, feature)
     _check_references(parsed)
@@ -118,12 +129,14 @@ def parse_collection(doc: Any) -> Parsed:
 def _parse_feature(parsed: Parsed, index: int, feature: Any) -> None:
     fid = feature.get("id") if isinstance(feature, dict) else None
     where = f"feature {fid!r}" if isinstance(fid, str) else f"feature #{index}"
-    if not isinstance(fid, str) or not 0 < len(fid) <= 100:
-        raise InvalidInput(f"{where}: needs a string id of 1 to 100 characters")
+    if not isinstance(fid, str) or not ids.is_valid(fid):
+        raise InvalidInput(f"{where}: needs an id of {ids.RULE}")
     if fid in parsed.facilities or fid in parsed.spaces:
         raise InvalidInput(f"{where}: duplicate id")
     props = feature.get("properties") or {}
-    geom = _geometry(where, feature.get("geometry"))
+    if not isinstance(props, dict):
+        raise InvalidInput(f"{where}: properties must be an object")
+    geom = _geometry(parsed, where, feature.get("geometry"))
     try:
         if props.get("feature") == "facility":
             parsed.facilities[fid] = _facility(where, FacilityProps.model_validate(props), geom)
@@ -140,22 +153,17 @@ def _first_error(exc: ValidationError) -> str:
     return f"{'.'.join(str(p) for p in err['loc']) or 'properties'}: {err['msg']}"
 
 
-def _geometry(where: str, raw: Any) -> BaseGeometry:
-    try:
-        geom = shape(raw)
-    except Exception:
-        raise InvalidInput(f"{where}: geometry is not valid GeoJSON") from None
-    if geom.is_empty or not geom.is_valid:
-        raise InvalidInput(f"{where}: geometry is empty or invalid")
-    minx, miny, maxx, maxy = geom.bounds
-    if not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
-        raise InvalidInput(f"{where}: coordinates out of range (lon -180..180, lat -90..90)")
-    return geom
+def _geometry(parsed: Parsed, where: str, raw: Any) -> BaseGeometry:
+    result = geometry_input.parse(raw, what=where, area=parsed.area)
+    if result.dropped_z:
+        parsed.warnings.append(f"{where}: z (height) coordinates dropped")
+    return result.geometry
 
 
 def _facility(where: str, props: FacilityProps, geom: BaseGeometry) -> tuple[Any, ...]:
     if geom.geom_type != GEOMETRY_BY_KIND[props.kind]:
         raise InvalidInput(f"{where}: a {props.kind} needs a {GEOMETRY_BY_KIND[props.kind]}")
+    geometry_input.check_footprint(where, props.kind, geom)
     _check_hours(where, props.opening_hours, props.public_hours)
     _check_rules(where, props.rules)
     entrance = Point(props.entrance) if props.entrance else _default_entrance(geom)
@@ -171,6 +179,9 @@ def _default_entrance(geom: BaseGeometry) -> Point:
 def _space(where: str, props: SpaceProps, geom: BaseGeometry) -> tuple[SpaceProps, Point]:
     if not isinstance(geom, Point):
         raise InvalidInput(f"{where}: a space needs a Point")
+    ids.check(props.facility_id, f"{where}: facility_id")
+    if props.sensor_id is not None:
+        ids.check(props.sensor_id, f"{where}: sensor_id")
     _check_rules(where, props.rules)
     return props, geom
 
@@ -213,10 +224,15 @@ def _check_references(parsed: Parsed) -> None:
 
 
 async def import_inventory(
-    session: AsyncSession, *, operator_id: str, doc: Any, operator_name: str | None = None
+    session: AsyncSession, *, operator_id: str, doc: Any, operator_name: str | None = None,
+    area: geometry_input.Bbox | None = None,
 ) -> ImportResult:
-    """Validate ``doc`` and upsert it for ``operator_id`` (flush only; the caller commits)."""
-    parsed = parse_collection(doc)
+    """Validate ``doc`` and upsert it for ``operator_id`` (flush only; the caller commits).
+
+    ``area`` is the service area (``Settings.service_area_bbox``); None accepts anywhere.
+    """
+    ids.check(operator_id, "operator")
+    parsed = parse_collection(doc, area=area)
     await _check_ownership(session, operator_id, parsed)
     await _check_outside_facilities(session, operator_id, parsed)
     await _upsert_operator(session, operator_id, operator_name)
@@ -226,7 +242,8 @@ async def import_inventory(
     await session.flush()
     await _check_stored_capacity(session, parsed)
     n_sensors = sum(1 for p, _ in parsed.spaces.values() if p.sensor_id)
-    return ImportResult(operator_id, len(parsed.facilities), len(parsed.spaces), n_sensors, n_rules)
+    return ImportResult(operator_id, len(parsed.facilities), len(parsed.spaces), n_sensors, n_rules,
+                        tuple(parsed.warnings))
 
 
 async def _check_ownership(session: AsyncSession, operator_id: str, parsed: Parsed) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Text, func
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Integer, Text, func
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -19,6 +19,7 @@ class ApiKey(Base):
     __table_args__ = (
         CheckConstraint("role IN ('driver', 'operator', 'enforcement', 'admin')", name="role"),
         CheckConstraint("(role = 'operator') = (operator_id IS NOT NULL)", name="operator"),
+        CheckConstraint("max_holds IS NULL OR max_holds >= 1", name="max_holds"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
@@ -30,3 +31,5 @@ class ApiKey(Base):
     name: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # active holds a driver key may have at once; NULL = CITYPARK_MAX_HOLDS_PER_DRIVER (a fleet key: more)
+    max_holds: Mapped[int | None] = mapped_column(Integer)

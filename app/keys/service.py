@@ -22,6 +22,7 @@ KEY_PREFIX = "cpk_"
 # made elsewhere (another process, the CLI, SQL) takes effect within this many seconds.
 KEY_CACHE_TTL_S = 5.0
 _KEY_CACHE_MAX = 10_000
+MAX_HOLDS_LIMIT = 1_000_000  # the most a fleet key (or a benchmark's) may be given
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Principal:
     key_id: uuid.UUID
     role: str
     operator_id: str | None
+    max_holds: int | None = None  # a driver key's own cap on active holds (None: the setting's)
 
 
 def hash_key(key: str) -> str:
@@ -38,18 +40,25 @@ def hash_key(key: str) -> str:
 
 
 async def create_key(
-    session: AsyncSession, *, role: str, operator_id: str | None = None, name: str | None = None
+    session: AsyncSession, *, role: str, operator_id: str | None = None, name: str | None = None,
+    max_holds: int | None = None,
 ) -> tuple[str, ApiKey]:
-    """Create a key; returns the plain key (never stored) and its row. Caller commits."""
+    """Create a key; returns the plain key (never stored) and its row. Caller commits.
+
+    ``max_holds`` (driver keys only): how many active holds the key may have at once, e.g. a
+    fleet's; without it the setting ``max_holds_per_driver`` applies.
+    """
     if role not in ROLES:
         raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
     if (role == "operator") != (operator_id is not None):
         raise InvalidInput("an operator key needs --operator, and only an operator key takes one")
+    if max_holds is not None and (role != "driver" or not 1 <= max_holds <= MAX_HOLDS_LIMIT):
+        raise InvalidInput(f"--max-holds is for driver keys, between 1 and {MAX_HOLDS_LIMIT}")
     if operator_id is not None and await session.get(Operator, operator_id) is None:
         raise NotFound(f"unknown operator {operator_id!r}")
     plain = KEY_PREFIX + secrets.token_urlsafe(32)
     row = ApiKey(key_hash=hash_key(plain), prefix=plain[:10], role=role,
-                 operator_id=operator_id, name=name)
+                 operator_id=operator_id, name=name, max_holds=max_holds)
     session.add(row)
     await session.flush()
     return plain, row
@@ -62,7 +71,7 @@ async def authenticate(session: AsyncSession, *, key: str) -> Principal | None:
             select(ApiKey).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
         )
     ).scalar_one_or_none()
-    return Principal(row.id, row.role, row.operator_id) if row else None
+    return Principal(row.id, row.role, row.operator_id, row.max_holds) if row else None
 
 
 # key hash → (principal, monotonic deadline); only valid keys are cached, so a new key works at once.

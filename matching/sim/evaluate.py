@@ -7,7 +7,10 @@ each target is met. Pure: no database, web or MQTT, and no files of the service.
 
 from __future__ import annotations
 
+import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from matching.sim.contention import contention
@@ -21,9 +24,12 @@ HEADER = (f"{'policy':32} {'users':>6} {'success':>8} {'ttp mean':>9} {'ttp p95'
 
 
 def evaluate_district(district: District, seeds: range, config: SimConfig,
-                      spec: DemandSpec) -> dict[str, Metrics]:
-    """Every policy on the same demand of each seed; metrics pooled over the seeds."""
+                      spec: DemandSpec, advance: Callable[[int, int], None] | None = None) -> dict[str, Metrics]:
+    """Every policy on the same demand of each seed; metrics pooled over the seeds.
+
+    ``advance(done, total)`` is told after each simulated run (a progress bar)."""
     out: dict[str, Metrics] = {}
+    total, done = len(POLICIES) * len(seeds), 0
     for key, factory in POLICIES.items():
         runs, extra = [], {"reassignments": 0.0, "assignment_cost": 0.0}
         for seed in seeds:
@@ -31,8 +37,25 @@ def evaluate_district(district: District, seeds: range, config: SimConfig,
             runs.append(run(district, make_demand(district, spec, seed), policy, config, seed))
             for name in extra:
                 extra[name] += float(getattr(policy, name, 0.0))
+            done += 1
+            if advance is not None:
+                advance(done, total)
         out[key] = measure(policy.name, runs, extra)
     return out
+
+
+@contextmanager
+def _progress(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar on stderr when it is a terminal; nothing otherwise (CI, pipes)."""
+    if not sys.stderr.isatty():
+        yield lambda done, total: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  transient=True) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def format_table(results: dict[str, Metrics]) -> str:
@@ -75,7 +98,8 @@ def evaluate(demo: list[dict[str, Any]], *, seeds: int = 3, synthetic_spaces: in
           f"{config.candidates} candidates per driver")
     for district in districts:
         started = time.perf_counter()
-        results = evaluate_district(district, seed_range, config, DemandSpec())
+        with _progress(f"simulating {district.name}") as advance:
+            results = evaluate_district(district, seed_range, config, DemandSpec(), advance)
         print(f"\n== {district.name}: {len(district.xy)} spaces "
               f"({time.perf_counter() - started:.1f} s) ==")
         print(format_table(results))

@@ -124,7 +124,8 @@ async def test_inventory_upload(client: httpx.AsyncClient, make_key) -> None:  #
     doc = collection(lot("op-lot"), space("op-lot-1", "op-lot"), space("op-lot-2", "op-lot", lon=122.9905))
     response = await client.put("/v1/operators/tiedong-city/inventory", headers=key, json=doc)
     assert response.status_code == 200, response.text
-    assert response.json() == {"operator_id": "tiedong-city", "facilities": 1, "spaces": 2, "sensors": 2, "rules": 0}
+    assert response.json() == {"operator_id": "tiedong-city", "facilities": 1, "spaces": 2, "sensors": 2, "rules": 0,
+                               "warnings": []}
     f = (await client.get("/v1/facilities/op-lot")).json()
     assert (f["operator_id"], f["total"], f["status"]) == ("tiedong-city", 2, "unknown")
     # adding spaces beyond the stored facility's capacity is refused
@@ -184,6 +185,9 @@ async def test_real_melbourne_bays_through_inventory_and_pushes(client: httpx.As
          "properties": {"feature": "facility", "name": "Melbourne CBD bays", "kind": "lot", "capacity": len(bays)}},
         *[space(f"mel-{b['bay_id']}", "mel-block", float(b["lon"]), float(b["lat"])) for b in bays])
     admin = await make_key("admin")
+    app = client.app  # type: ignore[attr-defined]
+    app.state.settings = app.state.settings.model_copy(  # a service run for Melbourne, not the demo district
+        update={"service_area": f"{box[0] - 0.01},{box[1] - 0.01},{box[2] + 0.01},{box[3] + 0.01}"})
     response = await client.put("/v1/operators/melbourne/inventory", headers=admin, json=doc)
     assert response.status_code == 200, response.text
     key = await make_key("operator", "melbourne")

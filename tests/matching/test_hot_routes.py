@@ -105,4 +105,4 @@ async def test_the_openapi_description_still_lists_each_hot_route(matching_db: S
     assert create["security"]
     assert {"201", "409", "415", "422"} <= set(create["responses"])
     listing = spec["paths"]["/v1/facilities"]["get"]
-    assert {p["name"] for p in listing["parameters"]} == {"lat", "lon", "radius_m", "kind", "limit", "format"}
+    assert {p["name"] for p in listing["parameters"]} == {"lat", "lon", "radius_m", "kind", "limit", "format", "q"}

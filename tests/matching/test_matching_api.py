@@ -112,7 +112,7 @@ async def test_times_are_written_alike_on_every_path(matching_db: Settings) -> N
     """The route (a key not yet cached), the fast path, GET and the SSE stream all write UTC
     times the same way (``…Z``), so a client never sees two formats for one field."""
     driver = await make_committed_key(matching_db, "driver")
-    async with app_client(matching_db) as client:
+    async with app_client(matching_db.model_copy(update={"max_holds_per_driver": 2})) as client:  # two holds
         by_route = (await client.post("/v1/assignments", json={"lat": LAT, "lon": LON}, headers=driver)).json()
         by_fast_path = (await client.post("/v1/assignments", json={"lat": LAT, "lon": LON}, headers=driver)).json()
         url = f"/v1/assignments/{by_route['id']}"
@@ -144,7 +144,7 @@ async def test_a_hold_expires(scratch: Callable[..., Settings]) -> None:
 
 
 async def test_counted_lot_holds_are_bounded_by_its_free_count(scratch: Callable[..., Settings]) -> None:
-    settings = scratch(batch_window_ms=0)
+    settings = scratch(batch_window_ms=0, max_holds_per_driver=100)  # one key, several holds
     garage = (await fetch(settings, "SELECT id, ST_Y(entrance) lat, ST_X(entrance) lon FROM facilities "
                                     "WHERE counted AND capacity > 0 ORDER BY id LIMIT 1"))[0]
     await _count(settings, garage["id"], free=2)

@@ -16,7 +16,7 @@ LAT, LON = 41.1068, 122.9952
 async def test_concurrent_requests_share_commits_and_never_share_a_space(
     scratch: Callable[..., Settings],
 ) -> None:
-    settings = scratch(batch_window_ms=0)
+    settings = scratch(batch_window_ms=0, max_holds_per_driver=100)  # one key, many holds at once
     ids = [r["id"] for r in await fetch(
         settings, "SELECT id FROM spaces ORDER BY geom <-> ST_SetSRID(ST_MakePoint($1, $2), 4326)", LON, LAT)]
     await set_state(settings, ids[3:], occupied=True)

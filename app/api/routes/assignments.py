@@ -23,6 +23,7 @@ from app.api import hot
 from app.api.deps import SessionDep, SettingsDep, principal_of, require_roles
 from app.api.openapi import ERROR_RESPONSES
 from app.assignments import lifecycle, service
+from app.assignments.hold_cap import admitted as within_hold_cap
 from app.assignments.runtime import MatchingRuntime
 from app.keys.service import Principal
 
@@ -79,7 +80,8 @@ class AssignmentOut(AssignmentCreated):
 
 
 NO_SPACE: dict[int | str, dict[str, Any]] = {
-    409: {"description": "`no_free_space`: nothing fits within the radius"}}
+    409: {"description": "`no_free_space`: nothing fits within the radius; `hold_limit`: the key has its "
+               "maximum of active holds (CITYPARK_MAX_HOLDS_PER_DRIVER, or the key's own)"}}
 
 
 async def answer_create_assignment(request: Request) -> Response:
@@ -91,7 +93,8 @@ async def answer_create_assignment(request: Request) -> Response:
         body.lat, body.lon, body.dest_lat, body.dest_lon, body.accessible, body.ev,
         service.check_radius(body.radius_m, settings), body.stay_minutes, eta_min=body.eta_min)
     runtime: MatchingRuntime = request.app.state.matching
-    created = await runtime.assign(principal, query)
+    async with within_hold_cap(runtime, None, principal):  # issue 18: cap on a driver key's active holds
+        created = await runtime.assign(principal, query)
     return Response(orjson.dumps(created, option=orjson.OPT_UTC_Z), status_code=201,  # times as GET writes them
                     media_type="application/json")
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
@@ -17,8 +14,8 @@ from pydantic import BaseModel
 from app.api import geojson
 from app.api.deps import SessionDep, SettingsDep, require_roles
 from app.api.openapi import ERROR_RESPONSES
+from app.core.csv_export import rows_to_csv
 from app.core.errors import InvalidInput
-from app.core.times import iso_utc
 from app.enforcement import hotspots as hotspots_service
 from app.enforcement import patrol as patrol_service
 from app.enforcement import violations as violations_service
@@ -154,23 +151,8 @@ async def _csv(session: Any, query: violations_service.Query, now: datetime) -> 
     rows = await violations_service.list_violations(session, query=query, now=now, limit=None)
     stamp = now.strftime("%Y%m%dT%H%MZ")
     return StreamingResponse(
-        _csv_lines(rows), media_type=CSV_MEDIA_TYPE,
+        rows_to_csv(rows, violations_service.CSV_COLUMNS), media_type=CSV_MEDIA_TYPE,
         headers={"Content-Disposition": f'attachment; filename="violations-{stamp}.csv"'})
-
-
-def _csv_lines(rows: list[dict[str, Any]]) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=violations_service.CSV_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    for start in range(0, max(len(rows), 1), 1000):
-        writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows[start:start + 1000])
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-
-
-def _cell(value: Any) -> Any:
-    return iso_utc(value) if isinstance(value, datetime) else value
 
 
 @router.get(

@@ -19,6 +19,7 @@ from app.api import geojson, hot
 from app.api.deps import SessionDep, SettingsDep, transaction
 from app.api.openapi import ERROR_RESPONSES
 from app.availability import fiware
+from app.availability import search as facility_search
 from app.availability import service as availability_service
 from app.availability.cache import FacilityCache
 from app.availability.service import FacilityAvailability, Snapshot
@@ -49,6 +50,7 @@ class FacilityOut(BaseModel):
     counted: bool = Field(description="gate-counted instead of per-space sensors")
     open_now: bool
     unknown_spaces: int = Field(description="spaces without a fresh sensor reading")
+    no_parking: bool = Field(False, description="a no-parking rule covers the whole facility now (禁停)")
 
 
 class RuleOut(BaseModel):
@@ -93,6 +95,8 @@ class FacilitiesQuery(BaseModel):
     limit: int = Field(100, ge=1, le=MAX_LIMIT)
     format: Literal["json", "geojson", "fiware"] = Field(
         "json", description="`geojson`: RFC 7946 FeatureCollection; `fiware`: NGSI-LD key-values")
+    q: str | None = Field(None, min_length=1, max_length=facility_search.MAX_QUERY, description=(
+        "name search (case, width and spaces ignored; the id too): best first, or by distance with lat/lon"))
 
 
 async def answer_list_facilities(request: Request) -> Response:
@@ -105,7 +109,11 @@ async def answer_list_facilities(request: Request) -> Response:
     if radius > settings.max_radius_m:
         raise InvalidInput(f"radius_m: at most {settings.max_radius_m:.0f}")
     snap = await _snapshot(request)
-    hits = snap.near(lat=q.lat, lon=q.lon, radius_m=radius, kind=q.kind, limit=q.limit)
+    if q.q is not None:  # issue 18: name search
+        hits = facility_search.search(snap, q=q.q, lat=q.lat, lon=q.lon, radius_m=radius, kind=q.kind,
+                                      limit=q.limit)
+    else:
+        hits = snap.near(lat=q.lat, lon=q.lon, radius_m=radius, kind=q.kind, limit=q.limit)
     return _render(snap, hits, q.format)
 
 

@@ -62,6 +62,8 @@ class InventoryResult(BaseModel):
     spaces: int
     sensors: int
     rules: int
+    warnings: list[str] = Field(default_factory=list, description="what was changed on the way in, "
+                                "e.g. z (height) coordinates dropped")
 
 
 def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
@@ -134,9 +136,10 @@ async def put_inventory(
 ) -> InventoryResult:
     require_operator_of(operator_id, principal)
     doc = _json_body(await request.body())
-    result = await inventory_service.import_inventory(session, operator_id=operator_id, doc=doc)
+    result = await inventory_service.import_inventory(
+        session, operator_id=operator_id, doc=doc, area=request.app.state.settings.service_area_bbox)
     request.app.state.facility_cache.invalidate()  # this process's snapshot is out of date
-    return InventoryResult(**result.__dict__)
+    return InventoryResult(**{**result.__dict__, "warnings": list(result.warnings)})
 
 
 def _json_body(raw: bytes) -> Any:

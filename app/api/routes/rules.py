@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel
 
-from app.api.deps import SessionDep, require_roles
+from app.api.deps import SessionDep, SettingsDep, require_roles
 from app.api.openapi import ERROR_RESPONSES
 from app.enforcement import rules as rules_service
 from app.enforcement.rules import RuleSpec
@@ -48,8 +48,8 @@ async def list_rules(
 
 @router.post("", status_code=201, response_model=RuleOut, summary="Create a parking rule",
              responses={**ERROR_RESPONSES})
-async def create_rule(body: RuleSpec, session: SessionDep, _: Admin) -> dict[str, Any]:
-    return await rules_service.create_rule(session, spec=body)
+async def create_rule(body: RuleSpec, session: SessionDep, settings: SettingsDep, _: Admin) -> dict[str, Any]:
+    return await rules_service.create_rule(session, spec=body, area=settings.service_area_bbox)
 
 
 @router.get("/{rule_id}", response_model=RuleOut, summary="One parking rule", responses={**ERROR_RESPONSES})

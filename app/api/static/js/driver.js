@@ -31,6 +31,7 @@ export class DriverPanel {
     showError($("driver-error"), key ? "" : t("need_key"));
     if (!key) return;
     const p = this.ctx.point();
+    this.ctx.onSearchPoint?.(p); // say which point the search used
     const body = { lat: p.lat, lon: p.lng };
     if ($("want-accessible").checked) body.accessible = true;
     if ($("want-ev").checked) body.ev = true;

@@ -88,6 +88,7 @@ export class FacilityLayer {
     entry.el.dataset.free = f.free ?? "";
     entry.el.querySelector(".cp-glyph").textContent = KIND_GLYPH[f.kind] || "P";
     entry.el.querySelector(".cp-free").textContent = f.free ?? "?";
+    this.ctx.labels?.symbol(entry); // 禁停, closed and unknown marks (labels.js)
     entry.el.title = `${f.name} · ${t("free_of", { free: f.free ?? "?", total: f.total ?? "?" })} · ${t(`st_${status}`)}`;
     entry.marker.setLatLng([f.lat, f.lon]);
   }

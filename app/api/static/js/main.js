@@ -4,6 +4,10 @@ import { DriverPanel } from "./driver.js";
 import { EnforcementView } from "./enforcement.js";
 import { addLegend, FacilityLayer } from "./facilities.js";
 import { applyI18n, formatTime, lang, onLangChange, setLang, t } from "./i18n.js";
+import { BaseMap } from "./basemap.js"; // issue 18: offline base map, names, search, the point
+import { FacilityLabels } from "./labels.js";
+import { setupPoint } from "./point.js";
+import { SearchBox } from "./search.js";
 
 const cfg = window.CITYPARK_CONFIG || {};
 const params = new URLSearchParams(location.search);
@@ -39,17 +43,6 @@ function setupTabs(enforcement) {
   }
 }
 
-function setupPoint(ctx) {
-  let chosen = null;
-  const marker = L.circleMarker([0, 0], { radius: 6, className: "cp-point" });
-  ctx.point = () => chosen || ctx.map.getCenter();
-  ctx.map.on("click", (e) => {
-    chosen = e.latlng;
-    marker.setLatLng(chosen).addTo(ctx.map);
-    $("driver-point").textContent = `${chosen.lat.toFixed(5)}, ${chosen.lng.toFixed(5)}`;
-  });
-}
-
 let lastOk = true;
 let lastUpdate = null;
 
@@ -65,6 +58,7 @@ function setStatus(ok = lastOk) {
 async function refresh(ctx, options) {
   try {
     await ctx.facilities.refresh(options);
+    ctx.labels?.update();
     ctx.detail.render();
     await ctx.enforcement.refresh();
     setStatus(true);
@@ -100,11 +94,14 @@ function boot() {
   applyI18n();
   $("lang-toggle").textContent = lang() === "zh" ? "EN" : "中文";
   const ctx = { cfg, map: createMap() };
+  ctx.basemap = new BaseMap(ctx);
   ctx.refresh = () => refresh(ctx);
   window.citypark = ctx; // for debugging in the browser console
   ctx.facilities = new FacilityLayer(ctx, { onSelect: (id) => ctx.detail.open(id) });
   ctx.detail = new FacilityDetail(ctx);
-  setupPoint(ctx);
+  ctx.labels = new FacilityLabels(ctx);
+  ctx.search = new SearchBox(ctx);
+  ctx.pointPanel = setupPoint(ctx);
   ctx.driver = new DriverPanel(ctx);
   ctx.enforcement = new EnforcementView(ctx);
   addLegend(ctx.map);
@@ -117,6 +114,9 @@ function boot() {
     if (ctx.detail.id) ctx.detail.renderChart();
     ctx.driver.refreshLabels();
     ctx.enforcement.refreshLabels();
+    ctx.search.refreshLabels();
+    ctx.pointPanel.refreshLabels();
+    ctx.labels.update();
   });
   livePoll(ctx);
 }

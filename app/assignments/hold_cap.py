@@ -1,0 +1,103 @@
+"""A cap on the active holds of one driver key (issue 18: one key could hold half the district).
+
+A driver key may have at most ``Settings.max_holds_per_driver`` (default 1) assignments
+``held`` or ``reassigned`` and unexpired at once; a key created with ``max_holds`` (a fleet's,
+``citypark keys create --role driver --max-holds N``) has its own cap. Admin keys are not
+capped. One more is refused with ``Conflict`` of kind ``hold_limit`` (409).
+
+Within a process, the requests of one key are admitted one at a time (a lock per key, held
+until the hold is written), so concurrent requests cannot all see room for one more. A request
+with a session (the route) also takes a transaction-scoped advisory lock on the key, held until
+it commits, so its hold is counted by the next request in any process. The fast path (no
+session; its holds are committed before it answers) reads the count without that lock:
+requests of one key racing on it in different processes at the same instant may each pass once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.errors import Conflict
+from app.keys.service import Principal
+
+KIND = "hold_limit"
+COUNT_ACTIVE = ("SELECT count(*) FROM assignments WHERE key_id = $1 "
+                "AND status IN ('held', 'reassigned') AND upper(hold) > now()")
+_COUNT_ACTIVE_SQLA = text(COUNT_ACTIVE.replace("$1", ":key_id"))
+_LOCK_KEY = text("SELECT pg_advisory_xact_lock(hashtext('citypark-hold-cap:' || :key))")
+
+
+def cap_of(principal: Principal, default: int) -> int | None:
+    """How many active holds ``principal`` may have; None for keys that are not capped."""
+    if principal.role != "driver":
+        return None
+    return principal.max_holds if principal.max_holds is not None else default
+
+
+class KeyLocks:
+    """One asyncio lock per key that has a request in flight (forgotten when none has)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[uuid.UUID, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key_id: uuid.UUID) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key_id, (asyncio.Lock(), 0))
+        self._locks[key_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key_id]
+            if users <= 1:
+                del self._locks[key_id]
+            else:
+                self._locks[key_id] = (lock, users - 1)
+
+
+async def active_holds(runtime: Any, session: AsyncSession | None, key_id: uuid.UUID) -> int:
+    """The key's active holds, read in ``session`` or on the runtime's own connections."""
+    if session is not None:
+        return int((await session.execute(_COUNT_ACTIVE_SQLA, {"key_id": key_id})).scalar_one())
+    writer = getattr(runtime, "writer", None)
+    if writer is not None:
+        return int(await writer.pool.fetchval(COUNT_ACTIVE, key_id))
+    async with runtime.engine.connect() as conn:
+        return int((await conn.execute(_COUNT_ACTIVE_SQLA, {"key_id": key_id})).scalar_one())
+
+
+def _locks_of(runtime: Any) -> KeyLocks:
+    locks = getattr(runtime, "hold_cap_locks", None)
+    if locks is None:
+        locks = KeyLocks()
+        runtime.hold_cap_locks = locks
+    return locks
+
+
+@asynccontextmanager
+async def admitted(runtime: Any, session: AsyncSession | None, principal: Principal) -> AsyncIterator[None]:
+    """Run the body (which places one hold) only if ``principal`` has room for one more hold.
+
+    ``Conflict`` (kind ``hold_limit``) if it has not. The key's other requests in this process
+    wait until the body is done, so each sees the holds placed before it.
+    """
+    cap = cap_of(principal, runtime.settings.max_holds_per_driver)
+    if cap is None:
+        yield
+        return
+    async with _locks_of(runtime).hold(principal.key_id):
+        if session is not None:  # held to the request's commit: its hold is counted by the next request
+            await session.execute(_LOCK_KEY, {"key": str(principal.key_id)})
+        held = await active_holds(runtime, session, principal.key_id)
+        if held >= cap:
+            raise Conflict(
+                f"this key already has {held} active hold{'s' if held != 1 else ''} (at most {cap}): "
+                "cancel one (POST /v1/assignments/{id}/cancel) or let it expire", kind=KIND)
+        yield
