@@ -33,6 +33,7 @@ from app.api.routes import (
 from app.assignments import runtime as assignment_runtime
 from app.core.db import create_engine, create_sessionmaker
 from app.core.settings import Settings, get_settings
+from app.keys import listener as keys_listener
 
 DESCRIPTION = (
     "citypark — 城市智慧停车: live parking availability, conflict-free space assignment for "
@@ -57,9 +58,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessionmaker = create_sessionmaker(engine)
         await assignment_runtime.start(app)
         ingest_metrics.start(app)
+        key_listener = keys_listener.KeyListener(settings)  # issue 13: revocations from every process
+        key_listener.start()
         try:
             yield
         finally:
+            await key_listener.stop()
+            await limits.close(app)
             await ingest_metrics.stop(app)
             await assignment_runtime.stop(app)
             await engine.dispose()
