@@ -31,6 +31,7 @@ from app.api.routes import (
     web,
 )
 from app.assignments import runtime as assignment_runtime
+from app.core import replica
 from app.core.db import create_engine, create_sessionmaker
 from app.core.settings import Settings, get_settings
 from app.keys import listener as keys_listener
@@ -56,6 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(settings)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.reads = replica.ReadRouter(settings, engine)  # issue 13: availability reads from a replica
+        app.state.reads.start()
         await assignment_runtime.start(app)
         ingest_metrics.start(app)
         key_listener = keys_listener.KeyListener(settings)  # issue 13: revocations from every process
@@ -64,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await key_listener.stop()
+            await app.state.reads.stop()
             await limits.close(app)
             await ingest_metrics.stop(app)
             await assignment_runtime.stop(app)

@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ import orjson
 import psutil
 
 from app.core.settings import Settings
-from tests.ingest.harness import free_port, wait_port
+from tests.ingest.harness import PrivatePostgres, free_port, wait_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -179,3 +180,16 @@ async def redis_server(port: int, tmp: Path) -> AsyncIterator[subprocess.Popen[b
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+class Standby(PrivatePostgres):
+    """A streaming replica of ``primary`` (pg_basebackup -R: standby.signal and primary_conninfo)."""
+
+    def __init__(self, primary: PrivatePostgres) -> None:  # no initdb: the base backup is the cluster
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="citypark-pg-standby-"))
+        self.data = self.dir / "data"
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres", "postgres")
+        self._run("pg_basebackup", "-D", str(self.data), "-h", "127.0.0.1", "-p", str(primary.port),
+                  "-U", "postgres", "-R", "-X", "stream", "-c", "fast", "--no-sync")
