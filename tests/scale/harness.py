@@ -193,3 +193,42 @@ class Standby(PrivatePostgres):
             shutil.chown(self.dir, "postgres", "postgres")
         self._run("pg_basebackup", "-D", str(self.data), "-h", "127.0.0.1", "-p", str(primary.port),
                   "-U", "postgres", "-R", "-X", "stream", "-c", "fast", "--no-sync")
+
+
+class PgBouncer:
+    """A private PgBouncer in transaction mode on a free port, in front of ``host:port`` (trust),
+    with ``pool_size`` server connections (run as ``postgres`` when we are root: it refuses root)."""
+
+    def __init__(self, host: str, port: int, *, pool_size: int = 1) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="citypark-pgbouncer-"))
+        (self.dir / "userlist.txt").write_text('"postgres" ""\n')
+        (self.dir / "pgbouncer.ini").write_text(
+            f"[databases]\n* = host={host} port={port}\n[pgbouncer]\nlisten_addr = 127.0.0.1\n"
+            f"listen_port = {self.port}\nunix_socket_dir =\nauth_type = trust\n"
+            f"auth_file = {self.dir}/userlist.txt\npool_mode = transaction\ndefault_pool_size = {pool_size}\n"
+            f"max_client_conn = 100\nignore_startup_parameters = extra_float_digits\n"
+            f"logfile = {self.dir}/pgbouncer.log\n")
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres", "postgres")
+            for child in self.dir.iterdir():
+                shutil.chown(child, "postgres", "postgres")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> PgBouncer:
+        binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+        cmd = [binary, str(self.dir / "pgbouncer.ini")]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+        return self
+
+    def dsn(self, database: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def remove(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        shutil.rmtree(self.dir, ignore_errors=True)
