@@ -13,8 +13,9 @@
    at random points of the district.
 4. Every ``--sample-s`` (10 s) prints a row: events published and committed, backlog, ingest lag
    (commit time − observed_at of the newest event of the last batch, the workers' gauge), the RSS
-   of every process (publisher, ingest supervisor, each worker with its writer, API), database
-   size, and the readers' requests/s, p50, p99 and errors; at the end draws the series to a PNG
+   of every process (publisher; ingest's supervisor, workers and writers as ``ingest``,
+   ``ingest.1``, ``ingest.1.1`` …; the API; this driver with its readers), database size, and the
+   readers' requests/s, p50, p99 and errors; at the end draws the series to a PNG
    (matplotlib) and prints each process's RSS slope over the second half (MiB per 10 min) and
    the backlog's, which are the targets: flat RSS, bounded lag.
 
@@ -124,13 +125,22 @@ def gauge_max(ports: list[int], name: str) -> float:
     return max(values, default=float("nan"))
 
 
+def process_tree(label: str, root: psutil.Process) -> dict[str, psutil.Process]:
+    """``root`` and its descendants as ``label``, ``label.1``, ``label.1.1`` … (multiprocessing's
+    resource tracker left out): for ingest, the supervisor, its workers and their writers."""
+    out = {label: root}
+    children = [c for c in root.children() if "resource_tracker" not in " ".join(c.cmdline())]
+    for i, child in enumerate(children, 1):
+        out.update(process_tree(f"{label}.{i}", child))
+    return out
+
+
 def rss_by_process(named: dict[str, psutil.Process]) -> dict[str, float]:
-    """MiB per process; a worker counts with its children (the writer process)."""
+    """MiB per process (each alone: a parent does not include its children)."""
     out = {}
     for name, proc in named.items():
         try:
-            out[name] = (proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True)
-                                                      if name.startswith("ingest-w"))) / 2**20
+            out[name] = proc.memory_info().rss / 2**20
         except psutil.Error:
             out[name] = float("nan")
     return out
@@ -174,9 +184,8 @@ async def soak(args: argparse.Namespace, port: int, settings: Settings, sensors:
                     "ingest did not subscribe")
         bi.wait_for(lambda: bi._busy(http_port), 60, "API did not start")
         pub.start()
-        procs = {"publisher": psutil.Process(pub.pid), "ingest": psutil.Process(ingest.pid),
-                 **{f"ingest-w{i}": p for i, p in enumerate(psutil.Process(ingest.pid).children())},
-                 "api": psutil.Process(api.pid)}
+        procs = {"publisher": psutil.Process(pub.pid), **process_tree("ingest", psutil.Process(ingest.pid)),
+                 **process_tree("api", psutil.Process(api.pid)), "soak": psutil.Process()}
         return await _sample(args, procs, published, settings, metrics_port, http_port)
     finally:
         stop_pub.set()
@@ -262,11 +271,12 @@ def main() -> None:
     parser.add_argument("--png", type=Path, default=ROOT / "test-output" / "soak.png")
     parser.add_argument("--database-url", default=os.environ.get(
         "CITYPARK_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432"))
+    parser.add_argument("--database-name", default=f"citypark_soak_{os.getpid()}", help="scratch database (dropped)")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="citypark-soak-"))
     os.chmod(workdir, 0o777)
     broker, port = bi.start_broker(workdir)
-    settings = Settings(database_url=f"{args.database_url.rstrip('/')}/citypark_soak_{os.getpid()}")
+    settings = Settings(database_url=f"{args.database_url.rstrip('/')}/{args.database_name}")
     try:
         sensors = asyncio.run(bi.prepare_database(settings, args.spaces))
         peak = calibrate(port, settings, sensors, args.calibrate_events, args.workers, workdir)

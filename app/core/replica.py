@@ -143,21 +143,24 @@ _CONNECTION_ERRORS = (OSError, asyncpg.PostgresConnectionError, asyncpg.Interfac
                       OperationalError, InterfaceError, DBAPIError)
 
 
-async def run_read(state: Any, body: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """``body`` in a read-only session: on the replica while it is fresh, else on the primary."""
+async def run_read(state: Any, body: Callable[[AsyncSession], Awaitable[T]],
+                   session: AsyncSession | None = None) -> T:
+    """``body`` in a read-only session: on the replica while it is fresh, else on the primary
+    (``session``, the request's own, when given: it sees the request's transaction)."""
     router: ReadRouter | None = getattr(state, "reads", None)
-    if router is None:
-        async with state.sessionmaker() as session:
+    if router is None or router.replica is None or not router.state.use:
+        if session is not None:
             return await body(session)
-    maker = router.sessionmaker()
+        async with state.sessionmaker() as own:
+            return await body(own)
     try:
-        async with maker() as session:
-            return await body(session)
+        async with router.replica() as replica_session:
+            return await body(replica_session)
     except _CONNECTION_ERRORS as exc:
-        if maker is router.primary:
-            raise
         if not isinstance(exc, DBAPIError) or exc.connection_invalidated:
             router.went_down()  # until the next check says otherwise
         log.warning("read on the replica failed (%s); retried on the primary", type(exc).__name__)
-        async with router.primary() as session:
+        if session is not None:
             return await body(session)
+        async with router.primary() as own:
+            return await body(own)

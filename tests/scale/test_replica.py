@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import migrate as database
 from app.core.db import create_engine
+from app.core.replica import ReadRouter
 from app.core.settings import Settings
 from app.inventory import seed as seed_service
 from tests.conftest import app_client, make_committed_key, make_settings, poll
@@ -134,3 +135,14 @@ async def _reads_from(client: httpx.AsyncClient, where: str) -> dict[str, Any] |
 async def test_without_a_read_url_readyz_says_nothing_of_a_replica(client: httpx.AsyncClient) -> None:
     body = (await client.get("/readyz")).json()
     assert "read_replica" not in body
+
+
+async def test_lag_is_dated_from_the_primary_positions(db_settings: Settings) -> None:
+    engine = create_engine(db_settings, pool_size=1)
+    router = ReadRouter(db_settings, engine)
+    router._samples.extend([(0.0, 100), (10.0, 200), (20.0, 300)])  # (monotonic time, primary WAL position)
+    assert router.lag_s(300, now=25.0) == 0.0  # replayed all the primary had
+    assert router.lag_s(250, now=25.0) == 5.0  # misses what the primary had at 20 s
+    assert router.lag_s(150, now=25.0) == 15.0
+    assert router.lag_s(50, now=25.0) == 25.0  # behind everything sampled: at least that long
+    await engine.dispose()

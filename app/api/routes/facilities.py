@@ -127,7 +127,7 @@ def _render(snap: Snapshot, hits: list[tuple[int, float | None]], fmt: str) -> R
 async def _snapshot(request: Request, session: Any, settings: Any) -> Snapshot:
     async def load() -> Snapshot:
         return await replica.run_read(request.app.state, lambda s: availability_service.snapshot(  # read replica
-            s, now=datetime.now(UTC), stale_after_s=settings.stale_after_s, timezone=settings.timezone))
+            s, now=datetime.now(UTC), stale_after_s=settings.stale_after_s, timezone=settings.timezone), session)
 
     cache: facility_cache.FacilityCache | None = getattr(request.app.state, "facility_cache", None)
     return await (cache.get(load) if cache is not None else load())
@@ -137,7 +137,8 @@ async def _snapshot(request: Request, session: Any, settings: Any) -> Snapshot:
     "/{facility_id}", response_model=FacilityDetail, summary="One facility with its attributes",
     responses={**ERROR_RESPONSES},
 )
-async def get_facility(facility_id: FacilityId, request: Request, settings: SettingsDep) -> dict[str, Any]:
+async def get_facility(facility_id: FacilityId, request: Request, session: SessionDep,
+                       settings: SettingsDep) -> dict[str, Any]:
     async def read(session: Any) -> dict[str, Any]:
         item = await availability_service.facility(
             session, facility_id=facility_id, now=datetime.now(UTC),
@@ -145,7 +146,7 @@ async def get_facility(facility_id: FacilityId, request: Request, settings: Sett
         rules = await availability_service.facility_rules(session, facility_id=facility_id)
         return {**item.public_dict(), **_attributes(item), "rules": rules}
 
-    return await replica.run_read(request.app.state, read)  # the read replica when fresh
+    return await replica.run_read(request.app.state, read, session)  # the read replica when fresh
 
 
 def _attributes(item: FacilityAvailability) -> dict[str, Any]:
@@ -176,7 +177,7 @@ def parse_step(text: str) -> int:
     summary="Occupancy time series from the event history", responses={**ERROR_RESPONSES},
 )
 async def facility_history(
-    facility_id: FacilityId, request: Request,
+    facility_id: FacilityId, request: Request, session: SessionDep,
     since: Annotated[datetime | None, Query(description="RFC 3339; default: 24 h before until")] = None,
     until: Annotated[datetime | None, Query(description="RFC 3339; default: now")] = None,
     step: Annotated[str, Query(max_length=10, description="15m, 1h, 900 (s)…")] = "15m",
@@ -185,6 +186,6 @@ async def facility_history(
     until = until or datetime.now(UTC)
     since = since or until - timedelta(hours=24)
     points = await replica.run_read(request.app.state, lambda s: availability_service.history(  # read replica
-        s, facility_id=facility_id, since=since, until=until, step_s=step_s))
+        s, facility_id=facility_id, since=since, until=until, step_s=step_s), session)
     return HistoryOut(facility_id=facility_id, since=since, until=until, step_s=step_s,
                       points=[HistoryPoint(**p.__dict__) for p in points])
