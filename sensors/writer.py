@@ -218,7 +218,7 @@ class BatchWriter:
 
     async def _create_pool(self) -> asyncpg.Pool:
         return await asyncpg.create_pool(self.settings.asyncpg_dsn, min_size=1, max_size=3,
-                                         command_timeout=60, timeout=10)
+                                         command_timeout=60, timeout=10, **self.settings.asyncpg_options)
 
 
 def _summary(prepared: Prepared, result: occupancy.BatchResult | None, seconds: float) -> Summary:

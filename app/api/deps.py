@@ -61,8 +61,8 @@ CredentialsDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 async def get_principal(session: SessionDep, credentials: CredentialsDep) -> Principal | None:
     """The caller's principal; None without a key; 401 for an unknown or revoked key.
 
-    Valid keys are remembered per process for ``keys.KEY_CACHE_TTL_S`` seconds: a key revoked
-    through this process stops at once, one revoked elsewhere within that time.
+    Valid keys are remembered per process (``app.keys.service``); a revocation made by any
+    process reaches this one by ``NOTIFY api_keys`` (``app.keys.listener``), within a second.
     """
     if credentials is None:
         return None

@@ -34,8 +34,10 @@ from app.api.routes import (
 )
 from app.assignments import runtime as assignment_runtime
 from app.availability.cache import FacilityCache
+from app.core import replica
 from app.core.db import create_engine, create_sessionmaker
 from app.core.settings import Settings, get_settings
+from app.keys import listener as keys_listener
 
 DESCRIPTION = (
     "citypark — 城市智慧停车: live parking availability, conflict-free space assignment for "
@@ -60,12 +62,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(settings)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.reads = replica.ReadRouter(settings, engine)  # issue 13: availability reads from a replica
+        app.state.reads.start()
         await assignment_runtime.start(app)
         ingest_metrics.start(app)
         forecast.start(app)
+        key_listener = keys_listener.KeyListener(settings)  # issue 13: revocations from every process
+        key_listener.start()
         try:
             yield
         finally:
+            await key_listener.stop()
+            await app.state.reads.stop()
+            await limits.close(app)
             await forecast.stop(app)
             await ingest_metrics.stop(app)
             await assignment_runtime.stop(app)

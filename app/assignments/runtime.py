@@ -199,7 +199,7 @@ class MatchingRuntime:
     async def start(self) -> None:
         try:
             pool = await asyncpg.create_pool(self.settings.asyncpg_dsn, min_size=1, max_size=WRITERS,
-                                             reset=_no_reset)
+                                             reset=_no_reset, **self.settings.asyncpg_options)
             self.writer = HoldWriter(pool, self.settings, self._learn_held, self._learn_taken)
             await self._listen()
             await self._reload()
@@ -226,7 +226,7 @@ class MatchingRuntime:
         await self.engine.dispose()
 
     async def _listen(self) -> None:
-        self._listener = await asyncpg.connect(self.settings.asyncpg_dsn)
+        self._listener = await asyncpg.connect(self.settings.listen_dsn)  # never through PgBouncer
         await self._listener.add_listener("space_state", self._on_space_state)
         await self._listener.add_listener("assignments", self._on_assignment)
 

@@ -6,6 +6,7 @@ Transactions belong to the boundary (STYLE.md): the API's request dependency or 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
@@ -47,10 +48,27 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def create_engine(settings: Settings, **kwargs: object) -> AsyncEngine:
-    options: dict[str, object] = {"pool_size": settings.db_pool_size, "pool_pre_ping": True}
+def create_engine(settings: Settings, *, url: str | None = None, **kwargs: object) -> AsyncEngine:
+    """The app's engine (``url``: another server of the same database, e.g. a read replica)."""
+    options: dict[str, object] = {"pool_size": settings.db_pool_size, "pool_pre_ping": True,
+                                  "connect_args": statement_cache_args(settings)}
     options.update(kwargs)
-    return create_async_engine(settings.sqlalchemy_url, **options)
+    return create_async_engine(sqlalchemy_url(url) if url else settings.sqlalchemy_url, **options)
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Any postgresql:// spelling as SQLAlchemy's async URL (postgresql+asyncpg://)."""
+    return "postgresql+asyncpg://" + url.split("://", 1)[1]
+
+
+def statement_cache_args(settings: Settings) -> dict[str, object]:
+    """``CITYPARK_DB_STATEMENT_CACHE_SIZE=0`` (PgBouncer, transaction mode): no statement cache in
+    asyncpg or SQLAlchemy, and a unique name per prepared statement, so statements of two client
+    connections multiplexed onto one server connection never collide (asyncpg issue 837)."""
+    if settings.db_statement_cache_size:
+        return {"statement_cache_size": settings.db_statement_cache_size}
+    return {"statement_cache_size": 0, "prepared_statement_cache_size": 0,
+            "prepared_statement_name_func": lambda: f"__asyncpg_{uuid.uuid4().hex}__"}
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -60,7 +78,7 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 @asynccontextmanager
 async def raw_connection(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
     """A plain asyncpg connection for set-based hot paths (COPY, unnest upserts)."""
-    conn = await asyncpg.connect(settings.asyncpg_dsn)
+    conn = await asyncpg.connect(settings.asyncpg_dsn, **settings.asyncpg_options)
     try:
         yield conn
     finally:

@@ -59,6 +59,21 @@ class Settings(BaseSettings):
     service_area: str = "122.80,40.95,123.25,41.30"
     max_holds_per_driver: int = Field(default=1, ge=1)  # active holds per driver key (a key's max_holds overrides)
     metrics_host: str = "127.0.0.1"  # where ingest workers serve Prometheus metrics (0.0.0.0: every interface)
+    # --- more than one process (issue 13) ---
+    # rate limits shared by every API process; Redis down → each process limits alone (logged, metered)
+    rate_limit_storage: str = "redis://127.0.0.1:6379/0"
+    rate_limit_prefix: str = ""  # Redis key prefix; empty: "citypark:<database name>"
+    # an authenticated key is trusted this long while revocations arrive by LISTEN/NOTIFY (1 s when not)
+    key_cache_ttl_s: float = Field(default=300.0, gt=0)
+    # direct PostgreSQL URL for LISTEN connections when CITYPARK_DATABASE_URL is a transaction-mode
+    # PgBouncer (which cannot LISTEN); empty = CITYPARK_DATABASE_URL
+    database_direct_url: str = ""
+    # asyncpg's prepared-statement cache; 0 behind PgBouncer in transaction mode (and unique
+    # statement names, so two app connections sharing one server connection never collide)
+    db_statement_cache_size: int = Field(default=100, ge=0)
+    # availability reads (facility list/detail/history) from a streaming replica; empty = primary
+    database_read_url: str = ""
+    read_max_lag_s: float = Field(default=5.0, gt=0)  # a replica further behind is not read from
 
     @field_validator("database_url")
     @classmethod
@@ -96,6 +111,16 @@ class Settings(BaseSettings):
         """The URL for SQLAlchemy's async engine (postgresql+asyncpg://)."""
         dsn = self.asyncpg_dsn
         return "postgresql+asyncpg://" + dsn.split("://", 1)[1]
+
+    @property
+    def listen_dsn(self) -> str:
+        """Where LISTEN connections go: ``database_direct_url`` when set (PgBouncer can't LISTEN)."""
+        return (self.database_direct_url or self.asyncpg_dsn).replace("postgresql+asyncpg://", "postgresql://", 1)
+
+    @property
+    def asyncpg_options(self) -> dict[str, int]:
+        """Keyword arguments for ``asyncpg.connect``/``create_pool`` (the statement cache)."""
+        return {"statement_cache_size": self.db_statement_cache_size}
 
     @property
     def database_name(self) -> str:

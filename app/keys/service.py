@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import InvalidInput, NotFound
@@ -18,11 +18,27 @@ from app.keys.models import ROLES, ApiKey
 
 KEY_PREFIX = "cpk_"
 # How long a process trusts a key it has authenticated without asking the database again.
-# A revocation made in this process takes effect at once (``revoke_key`` drops the entry); one
-# made elsewhere (another process, the CLI, SQL) takes effect within this many seconds.
-KEY_CACHE_TTL_S = 5.0
+# ``revoke_key`` sends ``NOTIFY api_keys`` with the key's id, which every process's listener
+# (``app.keys.listener``) turns into ``forget_key`` at once. While a process's listener is
+# connected it trusts a key for ``CITYPARK_KEY_CACHE_TTL_S`` (300 s); while it is not (starting,
+# reconnecting, no listener at all) only for ``KEY_CACHE_TTL_S``, so a revocation made anywhere
+# takes effect everywhere within that second even when a notification could be lost.
+KEY_CACHE_TTL_S = 1.0
+CHANNEL = "api_keys"
 _KEY_CACHE_MAX = 10_000
 MAX_HOLDS_LIMIT = 1_000_000  # the most a fleet key (or a benchmark's) may be given
+
+
+@dataclass
+class _Invalidation:
+    live: bool = False  # a listener is connected: revocations arrive as notifications
+    live_ttl_s: float = 300.0
+
+    def ttl(self) -> float:
+        return self.live_ttl_s if self.live else KEY_CACHE_TTL_S
+
+
+_invalidation = _Invalidation()
 
 
 @dataclass(frozen=True)
@@ -33,6 +49,14 @@ class Principal:
     role: str
     operator_id: str | None
     max_holds: int | None = None  # a driver key's own cap on active holds (None: the setting's)
+
+
+KEY_LENGTH = len(KEY_PREFIX) + 43  # token_urlsafe(32)
+
+
+def plausible_key(token: str) -> bool:
+    """Shaped like a key this service makes (cheap, before any look-up)."""
+    return len(token) == KEY_LENGTH and token.startswith(KEY_PREFIX)
 
 
 def hash_key(key: str) -> str:
@@ -74,16 +98,15 @@ async def authenticate(session: AsyncSession, *, key: str) -> Principal | None:
     return Principal(row.id, row.role, row.operator_id, row.max_holds) if row else None
 
 
-# key hash → (principal, monotonic deadline); only valid keys are cached, so a new key works at once.
+# key hash → (principal, monotonic time authenticated); only valid keys are cached, so a new key works at once.
 _cache: dict[str, tuple[Principal, float]] = {}
 
 
-async def authenticate_cached(session: AsyncSession, *, key: str,
-                              ttl_s: float = KEY_CACHE_TTL_S) -> Principal | None:
-    """:func:`authenticate`, remembered for ``ttl_s`` per process (see ``KEY_CACHE_TTL_S``)."""
+async def authenticate_cached(session: AsyncSession, *, key: str) -> Principal | None:
+    """:func:`authenticate`, remembered per process (see ``KEY_CACHE_TTL_S``)."""
     digest, now = hash_key(key), time.monotonic()
     hit = _cache.get(digest)
-    if hit is not None and hit[1] > now:
+    if hit is not None and now - hit[1] < _invalidation.ttl():
         return hit[0]
     principal = await authenticate(session, key=key)
     if principal is None:
@@ -91,24 +114,40 @@ async def authenticate_cached(session: AsyncSession, *, key: str,
     else:
         if len(_cache) >= _KEY_CACHE_MAX:
             _cache.clear()
-        _cache[digest] = (principal, now + ttl_s)
+        _cache[digest] = (principal, now)
     return principal
 
 
 def cached_principal(key: str) -> Principal | None:
-    """The principal of ``key`` if this process authenticated it within the TTL (no database)."""
+    """The principal of ``key`` if this process authenticated it recently enough (no database):
+    within the cache TTL, and not revoked since as far as this process's listener has heard."""
     hit = _cache.get(hash_key(key))
-    return hit[0] if hit is not None and hit[1] > time.monotonic() else None
+    return hit[0] if hit is not None and time.monotonic() - hit[1] < _invalidation.ttl() else None
 
 
 def forget_key(key_id: uuid.UUID) -> None:
-    """Drop ``key_id`` from this process's cache (it was revoked here)."""
+    """Drop ``key_id`` from this process's cache (it was revoked, here or elsewhere)."""
     for digest in [d for d, (p, _) in _cache.items() if p.key_id == key_id]:
         _cache.pop(digest, None)
 
 
+def set_invalidation_live(live: bool, *, ttl_s: float | None = None) -> None:
+    """Called by the listener: notifications arrive (``live``) or may be missed (not).
+
+    Any change empties the cache: what was revoked while no one listened is asked again."""
+    _cache.clear()
+    _invalidation.live = live
+    if ttl_s is not None:
+        _invalidation.live_ttl_s = ttl_s
+
+
+def invalidation_live() -> bool:
+    return _invalidation.live
+
+
 async def revoke_key(session: AsyncSession, *, key_id: uuid.UUID) -> None:
-    """Revoke a key: at once in this process, within ``KEY_CACHE_TTL_S`` in the others."""
+    """Revoke a key: at once in this process; in the others when the transaction commits
+    (``NOTIFY api_keys``, delivered on commit), or within ``KEY_CACHE_TTL_S`` without a listener."""
     forget_key(key_id)
     result = await session.execute(
         update(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
@@ -116,3 +155,4 @@ async def revoke_key(session: AsyncSession, *, key_id: uuid.UUID) -> None:
     )
     if not result.rowcount:  # type: ignore[attr-defined]
         raise NotFound(f"no active key {key_id}")
+    await session.execute(select(func.pg_notify(CHANNEL, str(key_id))))

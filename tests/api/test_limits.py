@@ -1,14 +1,18 @@
-"""Rate limits (429 + Retry-After, per key or address), body size limits (413), CORS."""
+"""Rate limits (429 + Retry-After, per key or address, shared in Redis), body size limits (413), CORS."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 
 import pytest
+from prometheus_client import REGISTRY
 
-from app.api.limits import Rate, TokenBuckets, parse_rate
+from app.api.limits import Rate, SharedLimiter, parse_rate
 from app.core.settings import Settings
 from tests.conftest import app_client, make_committed_key
+from tests.ingest.harness import free_port
+from tests.scale.harness import redis_server
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -25,21 +29,55 @@ def test_parse_rate_refuses_nonsense(text: str) -> None:
         parse_rate(text)
 
 
-def test_token_bucket_refills_at_the_rate() -> None:
-    buckets = TokenBuckets(Rate(2, 60))
-    assert buckets.take("a", now=0.0) == 0
-    assert buckets.take("a", now=0.0) == 0
-    assert buckets.take("a", now=0.0) == pytest.approx(30.0)  # one token per 30 s
-    assert buckets.take("b", now=0.0) == 0  # clients have their own buckets
-    assert buckets.take("a", now=29.0) == pytest.approx(1.0)
-    assert buckets.take("a", now=31.0) == 0
+def test_storage_must_be_redis_or_memory() -> None:
+    with pytest.raises(ValueError, match="CITYPARK_RATE_LIMIT_STORAGE"):
+        SharedLimiter(Rate(1, 60), "mongodb://x", "p")
 
 
-def test_token_buckets_forget_the_oldest_clients() -> None:
-    buckets = TokenBuckets(Rate(1, 60), max_clients=3)
-    for key in "abcd":
-        buckets.take(key, now=0.0)
-    assert list(buckets.buckets) == ["b", "c", "d"]
+async def test_moving_window_in_memory() -> None:
+    limiter = SharedLimiter(Rate(2, 60), "memory://", "p")
+    assert [await limiter.hit("a") for _ in range(2)] == [0, 0]
+    wait = await limiter.hit("a")
+    assert 50 < wait <= 60  # the first of the two leaves the window in about a minute
+    assert await limiter.hit("b") == 0  # clients have their own windows
+
+
+def _unique_prefix() -> str:
+    return f"citypark-test:{secrets.token_hex(6)}"
+
+
+async def test_two_limiters_on_one_redis_share_the_limit() -> None:
+    prefix = _unique_prefix()
+    one, two = (SharedLimiter(Rate(3, 60), "redis://127.0.0.1:6379/0", prefix) for _ in range(2))
+    results = [await (one if i % 2 else two).hit("addr:1.2.3.4") for i in range(6)]
+    assert [r == 0 for r in results] == [True, True, True, False, False, False]
+    assert one.shared
+    assert two.shared
+
+
+def _metric(name: str) -> float:
+    value = REGISTRY.get_sample_value(name)
+    assert value is not None
+    return value
+
+
+async def test_redis_down_falls_back_to_memory_and_comes_back(tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
+    port = free_port()
+    limiter = SharedLimiter(Rate(2, 60), f"redis://127.0.0.1:{port}/0", _unique_prefix())
+    before = _metric("citypark_rate_limit_local_decisions_total")
+    results = [await limiter.hit("addr:5.6.7.8") for _ in range(3)]
+    assert [r == 0 for r in results] == [True, True, False]  # still limited, in this process
+    assert not limiter.shared
+    assert _metric("citypark_rate_limit_shared") == 0
+    assert _metric("citypark_rate_limit_local_decisions_total") - before == 3
+    assert "rate-limit store unreachable" in caplog.text
+    async with redis_server(port, tmp_path):
+        from tests.conftest import poll
+
+        await poll(lambda: limiter.shared, timeout=15)
+        assert await limiter.hit("addr:5.6.7.8") == 0  # counted afresh in Redis
+        assert _metric("citypark_rate_limit_shared") == 1
+    await limiter.close()
 
 
 @pytest.fixture
@@ -57,11 +95,32 @@ async def test_public_reads_are_rate_limited_per_client(limited) -> None:  # typ
     response = await client.get("/v1/facilities", headers={"Origin": "https://app.example"})
     assert response.status_code == 429
     assert response.json()["error"] == "rate_limited"
-    assert 1 <= int(response.headers["Retry-After"]) <= 20
+    assert 1 <= int(response.headers["Retry-After"]) <= 60
     assert response.headers["access-control-allow-origin"] == "https://app.example"
     driver = await make_committed_key(settings, "driver")
     assert (await client.get("/v1/facilities", headers=driver)).status_code == 200  # another client
     assert (await client.get("/healthz")).status_code == 200  # operations endpoints are not limited
+
+
+async def test_a_new_random_token_per_request_is_limited_by_address(limited) -> None:  # type: ignore[no-untyped-def]
+    client, _ = limited
+    statuses = []
+    for _ in range(5):
+        token = "cpk_" + secrets.token_urlsafe(32)  # shaped like a key, never issued
+        statuses.append((await client.get("/v1/facilities", headers={"Authorization": f"Bearer {token}"})
+                         ).status_code)
+    assert [s == 429 for s in statuses] == [False, False, False, True, True]  # (public: 200 or 401)
+    other = {"Authorization": "Bearer " + secrets.token_hex(40)}  # not even key-shaped
+    assert (await client.get("/v1/facilities", headers=other)).status_code == 429
+
+
+async def test_a_valid_key_is_its_own_client_whatever_the_address(limited) -> None:  # type: ignore[no-untyped-def]
+    client, settings = limited
+    driver = await make_committed_key(settings, "driver")
+    for _ in range(3):
+        assert (await client.get("/v1/facilities")).status_code == 200  # the address is used up
+    statuses = [(await client.get("/v1/facilities", headers=driver)).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
 
 
 async def test_pushes_are_rate_limited_per_key(limited) -> None:  # type: ignore[no-untyped-def]

@@ -23,6 +23,7 @@ from app.availability import search as facility_search
 from app.availability import service as availability_service
 from app.availability.cache import FacilityCache
 from app.availability.service import FacilityAvailability, Snapshot
+from app.core import replica
 from app.core.errors import InvalidInput
 from app.core.settings import Settings
 
@@ -139,26 +140,31 @@ def _render(snap: Snapshot, hits: list[tuple[int, float | None]], fmt: str) -> R
 
 
 async def _snapshot(request: Request) -> Snapshot:
-    """The process's snapshot: the cached one while fresh, else reloaded in the request's transaction."""
+    """The process's snapshot: the cached one while fresh, else reloaded (from the read replica when
+    one is configured and current, else in the request's transaction)."""
     cache: FacilityCache = request.app.state.facility_cache
     if (snap := cache.fresh()) is not None:
         return snap
     settings: Settings = request.app.state.settings
     async with transaction(request) as session:
-        return await cache.get(lambda: availability_service.snapshot(
-            session, now=datetime.now(UTC), stale_after_s=settings.stale_after_s, timezone=settings.timezone))
+        return await cache.get(lambda: replica.run_read(request.app.state, lambda s: availability_service.snapshot(
+            s, now=datetime.now(UTC), stale_after_s=settings.stale_after_s, timezone=settings.timezone), session))
 
 
 @router.get(
     "/{facility_id}", response_model=FacilityDetail, summary="One facility with its attributes",
     responses={**ERROR_RESPONSES},
 )
-async def get_facility(facility_id: FacilityId, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
-    item = await availability_service.facility(
-        session, facility_id=facility_id, now=datetime.now(UTC),
-        stale_after_s=settings.stale_after_s, timezone=settings.timezone)
-    rules = await availability_service.facility_rules(session, facility_id=facility_id)
-    return {**item.public_dict(), **_attributes(item), "rules": rules}
+async def get_facility(facility_id: FacilityId, request: Request, session: SessionDep,
+                       settings: SettingsDep) -> dict[str, Any]:
+    async def read(session: Any) -> dict[str, Any]:
+        item = await availability_service.facility(
+            session, facility_id=facility_id, now=datetime.now(UTC),
+            stale_after_s=settings.stale_after_s, timezone=settings.timezone)
+        rules = await availability_service.facility_rules(session, facility_id=facility_id)
+        return {**item.public_dict(), **_attributes(item), "rules": rules}
+
+    return await replica.run_read(request.app.state, read, session)  # the read replica when fresh
 
 
 def _attributes(item: FacilityAvailability) -> dict[str, Any]:
@@ -189,7 +195,7 @@ def parse_step(text: str) -> int:
     summary="Occupancy time series from the event history", responses={**ERROR_RESPONSES},
 )
 async def facility_history(
-    facility_id: FacilityId, session: SessionDep,
+    facility_id: FacilityId, request: Request, session: SessionDep,
     since: Annotated[datetime | None, Query(description="RFC 3339; default: 24 h before until")] = None,
     until: Annotated[datetime | None, Query(description="RFC 3339; default: now")] = None,
     step: Annotated[str, Query(max_length=10, description="15m, 1h, 900 (s)…")] = "15m",
@@ -197,7 +203,7 @@ async def facility_history(
     step_s = parse_step(step)
     until = until or datetime.now(UTC)
     since = since or until - timedelta(hours=24)
-    points = await availability_service.history(
-        session, facility_id=facility_id, since=since, until=until, step_s=step_s)
+    points = await replica.run_read(request.app.state, lambda s: availability_service.history(  # read replica
+        s, facility_id=facility_id, since=since, until=until, step_s=step_s), session)
     return HistoryOut(facility_id=facility_id, since=since, until=until, step_s=step_s,
                       points=points)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
@@ -24,7 +24,7 @@ async def healthz() -> dict[str, str]:
     summary="Readiness: database and broker reachable",
     responses={503: {"description": "a dependency is down"}},
 )
-async def readyz(settings: SettingsDep) -> JSONResponse:
+async def readyz(settings: SettingsDep, request: Request) -> JSONResponse:
     database, broker = await asyncio.gather(
         health_service.check_database(settings), health_service.check_broker(settings)
     )
@@ -34,6 +34,8 @@ async def readyz(settings: SettingsDep) -> JSONResponse:
         "database": {"ok": database.ok, "detail": database.detail},
         "broker": {"ok": broker.ok, "detail": broker.detail},
     }
+    if (reads := getattr(request.app.state, "reads", None)) is not None and reads.configured:
+        body["read_replica"] = reads.readiness()  # issue 13: not a readiness condition (the primary serves)
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
