@@ -9,13 +9,14 @@ import signal
 import socket
 import sys
 import time
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
 from app.core.settings import get_settings
 
 DEFAULT_METRICS_PORT = 9464
+Envelope = Literal["chirpstack", "chirpstack-protobuf", "tts", "json"]
 
 
 def ingest(
@@ -91,12 +92,16 @@ def simulate(
     seed: Annotated[int | None, typer.Option(help="random seed (repeatable runs)")] = None,
     speed: Annotated[float, typer.Option(help="time compression of stays (1 = real time)")] = 1.0,
     dry_run: Annotated[bool, typer.Option(help="print 'topic<TAB>payload' lines instead of publishing")] = False,
+    as_: Annotated[Envelope, typer.Option("--as", help=(
+        "what the inventory's LoRaWAN devices (dev_eui) speak: their network server's uplink "
+        "envelope with the vendor's frames, or citypark's JSON; other sensors always speak JSON"))] = "chirpstack",
 ) -> None:
     """Publish realistic sensor traffic for the seeded district over MQTT."""
     from sensors.simulator import run_simulator
 
     _logging()
-    sent = run_simulator(get_settings(), rate=rate, duration=duration, seed=seed, speed=speed, dry_run=dry_run)
+    sent = run_simulator(get_settings(), rate=rate, duration=duration, seed=seed, speed=speed, dry_run=dry_run,
+                         envelope=as_)
     typer.echo(f"simulate: {sent} messages", err=True)
 
 

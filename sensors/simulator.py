@@ -21,13 +21,14 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
 from app.core.settings import Settings
 from sensors import codecs
+from sensors.lorawan import frames
 from sensors.mqtt import connect_async, make_client
 
 STAY_MEDIAN_MIN = {"curb": 35.0, "lot": 80.0, "garage": 120.0}
@@ -35,10 +36,11 @@ OVERSTAY_SHARE = 0.12
 NO_PARKING_DEMAND = 0.04
 DUPLICATE_SHARE, REORDER_SHARE, MALFORMED_SHARE = 0.01, 0.01, 0.003
 COUNT_EVERY_S = 15.0
+LORAWAN_APPLICATION, LORAWAN_TENANT = "tiedong-parking", "tiedong-city"
 TICK_S = 0.1
 
 DISTRICT_SQL = """
-SELECT se.id AS sensor_id, se.operator_id, se.space_id, f.kind,
+SELECT se.id AS sensor_id, se.operator_id, se.space_id, f.kind, se.dev_eui, se.sensor_model,
        sp.no_parking OR EXISTS (
            SELECT 1 FROM parking_rules r WHERE r.kind = 'no_parking'
              AND (r.space_id = sp.id OR r.facility_id = f.id)) AS no_parking,
@@ -60,6 +62,8 @@ class Spot:
     occupied: bool = False
     seq: int = 0
     battery_v: float = 3.6
+    dev_eui: str | None = None  # a LoRaWAN device: speaks its network server's envelope
+    model: str | None = None
 
 
 @dataclass
@@ -88,6 +92,7 @@ class Simulation:
     root: str
     speed: float = 1.0
     heap: list[tuple[float, int]] = field(default_factory=list)
+    envelope: str = "json"  # what LoRaWAN devices speak: json, chirpstack, chirpstack-protobuf, tts
     sim_s: float = 0.0
     _filler: int = 0
 
@@ -121,7 +126,7 @@ class Simulation:
             elapsed = self.rng.uniform(0, stay) if spot.occupied else 0.0
             self.schedule(i, (stay - elapsed) if spot.occupied else self.gap_min(spot, now))
             at = now - timedelta(minutes=elapsed / self.speed)
-            out.append(self._occupancy(spot, at))
+            out.append(self._occupancy(spot, at, "startup"))
         for gate in self.gates:
             gate.free = round(gate.capacity * (1 - p_now) * self.rng.uniform(0.8, 1.0))
         return out
@@ -155,17 +160,39 @@ class Simulation:
             spot = self.spots[self._filler % len(self.spots)]
             self._filler += 1
             spot.battery_v = max(2.5, spot.battery_v - 0.00001)
-            if self.rng.random() < 0.6:
+            if spot.dev_eui and self.envelope != "json":
+                out.append(self._uplink(spot, now, "heartbeat" if self.rng.random() < 0.6 else "status"))
+            elif self.rng.random() < 0.6:
                 out.append((codecs.sensor_topic(self.root, spot.operator_id, spot.sensor_id, "heartbeat"),
                             codecs.heartbeat(now, spot.battery_v, self.rng.uniform(-115, -70))))
             else:
                 out.append(self._occupancy(spot, now))
         return out
 
-    def _occupancy(self, spot: Spot, at: datetime) -> tuple[str, bytes]:
+    def _occupancy(self, spot: Spot, at: datetime, kind: str = "status") -> tuple[str, bytes]:
+        if spot.dev_eui and self.envelope != "json":
+            return self._uplink(spot, at, kind)
         spot.seq += 1
         return (codecs.sensor_topic(self.root, spot.operator_id, spot.sensor_id),
                 codecs.occupancy(spot.occupied, at, spot.seq, spot.battery_v))
+
+
+    def _uplink(self, spot: Spot, at: datetime, kind: str) -> tuple[str, bytes]:
+        """A LoRaWAN device's frame in its network server's envelope; a start-up frame restarts
+        the frame counter, as a device that (re)joins does."""
+        assert spot.dev_eui is not None
+        assert spot.model is not None
+        spot.seq = 0 if kind == "startup" else spot.seq + 1
+        port, data = frames.frame(spot.model, kind, spot.occupied, battery_v=spot.battery_v,
+                                  temperature_c=round(self.rng.uniform(-5, 25)))
+        rssi, snr = round(self.rng.uniform(-118, -80)), round(self.rng.uniform(-8, 10), 1)
+        if self.envelope == "tts":
+            return (frames.tts_topic(LORAWAN_APPLICATION, spot.sensor_id, LORAWAN_TENANT),
+                    frames.tts_json(LORAWAN_APPLICATION, spot.sensor_id, spot.dev_eui, port, spot.seq, data, at,
+                                    rssi=rssi, snr=snr))
+        build = frames.chirpstack_protobuf if self.envelope == "chirpstack-protobuf" else frames.chirpstack_json
+        return (frames.chirpstack_topic(LORAWAN_APPLICATION, spot.dev_eui),
+                build(LORAWAN_APPLICATION, spot.dev_eui, port, spot.seq, data, at, rssi=rssi, snr=snr))
 
 
 def imperfect(messages: list[tuple[str, bytes]], rng: random.Random, root: str) -> list[tuple[str, bytes]]:
@@ -188,22 +215,24 @@ def imperfect(messages: list[tuple[str, bytes]], rng: random.Random, root: str) 
     return out
 
 
-async def load_district(settings: Settings, rng: random.Random, speed: float) -> Simulation:
+async def load_district(settings: Settings, rng: random.Random, speed: float, envelope: str = "json") -> Simulation:
     conn = await asyncpg.connect(settings.asyncpg_dsn)
     try:
-        spots = [Spot(r["sensor_id"], r["operator_id"], r["kind"], r["no_parking"], r["max_stay"])
+        spots = [Spot(r["sensor_id"], r["operator_id"], r["kind"], r["no_parking"], r["max_stay"],
+                      dev_eui=r["dev_eui"], model=r["sensor_model"] if r["sensor_model"] in frames.PORTS else None)
                  for r in await conn.fetch(DISTRICT_SQL)]
+        spots = [replace(s, dev_eui=None) if s.model is None else s for s in spots]
         gates = [Gate(r["id"], r["operator_id"], r["capacity"]) for r in await conn.fetch(GATES_SQL)]
     finally:
         await conn.close()
-    return Simulation(spots, gates, rng, settings.mqtt_topic_root, speed)
+    return Simulation(spots, gates, rng, settings.mqtt_topic_root, speed, envelope=envelope)
 
 
 def run_simulator(settings: Settings, *, rate: float, duration: float, seed: int | None = None,
-                  speed: float = 1.0, dry_run: bool = False) -> int:
+                  speed: float = 1.0, dry_run: bool = False, envelope: str = "json") -> int:
     """Publish (or print, with ``dry_run``) for ``duration`` seconds (0 = until interrupted)."""
     rng = random.Random(seed)
-    sim = asyncio.run(load_district(settings, rng, speed))
+    sim = asyncio.run(load_district(settings, rng, speed, envelope))
     send, close = _printer() if dry_run else _publisher(settings)
     try:
         return _loop(sim, send, rate=rate, duration=duration)

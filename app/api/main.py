@@ -26,6 +26,7 @@ from app.api.routes import (
     health,
     ingest_metrics,
     operators,
+    passages,
     rules,
     spaces,
     web,
@@ -33,6 +34,7 @@ from app.api.routes import (
 from app.assignments import runtime as assignment_runtime
 from app.core.db import create_engine, create_sessionmaker
 from app.core.settings import Settings, get_settings
+from app.passages import retention as plate_retention
 
 DESCRIPTION = (
     "citypark — 城市智慧停车: live parking availability, conflict-free space assignment for "
@@ -44,6 +46,7 @@ DESCRIPTION = (
 ROUTERS: list[APIRouter] = [
     admin.router, assignments.router, enforcement.router, facilities.router, health.router,
     ingest_metrics.router, operators.router, rules.router, spaces.router, web.router,
+    passages.router,
 ]
 
 
@@ -57,9 +60,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessionmaker = create_sessionmaker(engine)
         await assignment_runtime.start(app)
         ingest_metrics.start(app)
+        plate_retention.start(app)
         try:
             yield
         finally:
+            await plate_retention.stop(app)
             await ingest_metrics.stop(app)
             await assignment_runtime.stop(app)
             await engine.dispose()

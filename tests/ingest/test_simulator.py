@@ -37,7 +37,8 @@ def parse(line: str) -> tuple[list[str], Any]:
 
 async def test_dry_run_traffic_looks_like_the_district(db_settings: Any) -> None:
     started = datetime.now(UTC)
-    out = simulate(db_settings, "--dry-run", "--duration", "3", "--rate", "400", "--seed", "7", "--speed", "60")
+    out = simulate(db_settings, "--dry-run", "--duration", "3", "--rate", "400", "--seed", "7", "--speed", "60",
+                   "--as", "json")
     lines = out.stdout.splitlines()
     messages = [parse(line) for line in lines]
     kinds = Counter(t[-1] for t, _ in messages)
