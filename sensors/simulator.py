@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import orjson
 
 from app.core.settings import Settings
 from sensors import codecs
@@ -37,6 +38,9 @@ NO_PARKING_DEMAND = 0.04
 DUPLICATE_SHARE, REORDER_SHARE, MALFORMED_SHARE = 0.01, 0.01, 0.003
 COUNT_EVERY_S = 15.0
 LORAWAN_APPLICATION, LORAWAN_TENANT = "tiedong-parking", "tiedong-city"
+# Counted lots whose gates report each passage; their authoritative count comes every Nth round.
+PASSAGE_GATES = frozenset({"lss-counted-lot"})
+PASSAGE_COUNT_EVERY = 20
 TICK_S = 0.1
 
 DISTRICT_SQL = """
@@ -72,6 +76,8 @@ class Gate:
     operator_id: str
     capacity: int
     free: int = 0
+    inside: list[str] = field(default_factory=list)  # plates of the cars in a passage-reporting lot
+    rounds: int = 0
 
 
 def demand(local: datetime) -> float:
@@ -93,6 +99,7 @@ class Simulation:
     speed: float = 1.0
     heap: list[tuple[float, int]] = field(default_factory=list)
     envelope: str = "json"  # what LoRaWAN devices speak: json, chirpstack, chirpstack-protobuf, tts
+    run_id: str = field(default_factory=lambda: f"{time.time_ns():x}")  # passage ids unique across runs
     sim_s: float = 0.0
     _filler: int = 0
 
@@ -127,6 +134,8 @@ class Simulation:
             self.schedule(i, (stay - elapsed) if spot.occupied else self.gap_min(spot, now))
             at = now - timedelta(minutes=elapsed / self.speed)
             out.append(self._occupancy(spot, at, "startup"))
+            if spot.model == "netvox-r719a" and self.envelope != "json":  # its version report has no state
+                out.append(self._uplink(spot, at, "status"))
         for gate in self.gates:
             gate.free = round(gate.capacity * (1 - p_now) * self.rng.uniform(0.8, 1.0))
         return out
@@ -148,10 +157,39 @@ class Simulation:
         target = 1 - demand(now.astimezone(codecs.LOCAL))
         for g in self.gates:
             drift = (target * g.capacity - g.free) * 0.1 + self.rng.gauss(0, g.capacity * 0.01)
-            g.free = max(0, min(g.capacity, round(g.free + drift)))
-            out.append((codecs.count_topic(self.root, g.operator_id, g.facility_id),
-                        codecs.count(g.free, now, g.capacity)))
+            before, g.free = g.free, max(0, min(g.capacity, round(g.free + drift)))
+            if g.facility_id in PASSAGE_GATES:
+                out += self._passages(g, before, now)
+            if g.facility_id not in PASSAGE_GATES or g.rounds % PASSAGE_COUNT_EVERY == 0:
+                out.append((codecs.count_topic(self.root, g.operator_id, g.facility_id),
+                            codecs.count(g.free, now, g.capacity)))
+            g.rounds += 1
         return out
+
+    def _passages(self, g: Gate, before: int, now: datetime) -> list[tuple[str, bytes]]:
+        """Gate passages (车辆入场/出场) for the change of a lot's free count, spread over the
+        last count interval, each with a plate; exits leave with a plate that entered."""
+        while len(g.inside) < g.capacity - before:  # cars there before the simulator started
+            g.inside.append(self._plate())
+        out = []
+        for i in range(abs(g.free - before)):
+            at = now - timedelta(seconds=self.rng.uniform(0, COUNT_EVERY_S))
+            if g.free < before:
+                plate = self._plate()
+                g.inside.append(plate)
+                direction = "in"
+            else:
+                plate = g.inside.pop(self.rng.randrange(len(g.inside))) if g.inside else self._plate()
+                direction = "out"
+            out.append((f"{self.root}/{g.operator_id}/facilities/{g.facility_id}/passage",
+                        orjson.dumps({"direction": direction, "observed_at": codecs.rfc3339(at), "plate": plate,
+                                      "lane": "A" if direction == "in" else "B",
+                                      "passage_id": f"{self.run_id}-{g.rounds}-{i}"})))
+        return out
+
+    def _plate(self) -> str:
+        letters = "ABCDEFGHJKLMNPQRSTUVWXYZ"
+        return "辽C" + self.rng.choice(letters) + "".join(self.rng.choice("0123456789") for _ in range(4))
 
     def fillers(self, now: datetime, n: int) -> list[tuple[str, bytes]]:
         """Heartbeats and state re-reports, round-robin over the sensors."""

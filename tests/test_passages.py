@@ -104,6 +104,10 @@ async def test_plate_hashes_link_exits_to_entries(client: Any, make_key: Any, db
                              "plate": "辽A00001"})
     late = (await rows(db, "SELECT stay_s, flags FROM passages WHERE passage_id = 'q-out'"))[0]
     assert (late["stay_s"], late["flags"]) == (20 * 60, [])
+    conn = (await (await db.connection()).get_raw_connection()).driver_connection
+    listed = await service.stays(conn, facility_ids=[LOT], since=EARLIER, until=T0)
+    assert [(s.stay_s, s.left_at - s.entered_at) for s in listed] == [
+        (20 * 60, timedelta(minutes=20)), (95 * 60, timedelta(minutes=95))]
 
 
 async def test_going_out_of_range_is_flagged_not_clamped(client: Any, make_key: Any, db: Any) -> None:

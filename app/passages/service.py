@@ -132,3 +132,20 @@ async def purge_plates(conn: asyncpg.Connection, *, retention_days: int, now: da
     cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
     status = await conn.execute(sql.PURGE_PLATES, cutoff)
     return int(status.rsplit(" ", 1)[-1])
+
+
+@dataclass(frozen=True, slots=True)
+class Stay:
+    facility_id: str
+    entered_at: datetime
+    left_at: datetime
+    stay_s: int
+
+
+async def stays(conn: asyncpg.Connection, *, facility_ids: Sequence[str], since: datetime,
+                until: datetime) -> list[Stay]:
+    """Linked stays (entry → exit of one plate hash) that ended in ``[since, until)``: the stay
+    durations of counted lots, for utilization and the lots' time limits. Stays outlive the
+    plate hashes that made them."""
+    rows = await conn.fetch(sql.STAYS, list(facility_ids), since, until)
+    return [Stay(r["facility_id"], r["entered_at"], r["left_at"], r["stay_s"]) for r in rows]

@@ -70,3 +70,11 @@ WHERE p.id = v.id
 PURGE_PLATES = """
 UPDATE passages SET plate_hash = NULL WHERE plate_hash IS NOT NULL AND observed_at < $1
 """
+
+STAYS = """
+SELECT o.facility_id, i.observed_at AS entered_at, o.observed_at AS left_at, o.stay_s
+FROM passages o JOIN passages i ON i.id = o.entry_id
+WHERE o.facility_id = ANY($1::text[]) AND o.observed_at >= $2 AND o.observed_at < $3
+  AND o.voided_by IS NULL AND o.stay_s IS NOT NULL
+ORDER BY o.facility_id, o.observed_at
+"""
