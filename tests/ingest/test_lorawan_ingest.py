@@ -16,7 +16,7 @@ import asyncpg
 
 from sensors.lorawan import frames
 from tests.conftest import app_client, poll
-from tests.ingest.harness import Publisher, count_rows
+from tests.ingest.harness import Broker, Publisher, count_rows
 
 APP = "tiedong-parking"
 SEGMENTS = {"s219-00": "chirpstack", "s219-01": "chirpstack-protobuf", "s219-02": "tts"}
@@ -181,3 +181,32 @@ async def test_gate_passages_over_mqtt(fresh_db: Any, broker: Any, ingest_factor
     assert await count_rows(settings, "SELECT stay_s FROM passages WHERE passage_id = 'm3'") == 7 * 60
     assert sorted(await _reasons(settings)) == ["bad_timestamp", "wrong_operator"]
     assert await count_rows(settings, "SELECT count(*) FROM rejected_messages WHERE payload LIKE '%13579%'") == 0
+
+
+async def test_network_servers_on_their_own_broker(fresh_db: Any, broker: Any, ingest_factory: Any) -> None:
+    settings = await fresh_db()
+    lorawan_broker = Broker().start()
+    try:
+        ingest = ingest_factory(settings, broker.url, extra_env={"CITYPARK_LORAWAN_MQTT_URL": lorawan_broker.url,
+                                                                  "CITYPARK_LORAWAN_FORMATS": "tts"})
+        await poll(lambda: ingest.log().count("subscribed: ") >= 2, timeout=20)
+        netvox = (await devices(settings, "s219-02"))[0]
+        at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+        on_lorawan = Publisher(lorawan_broker.url)
+        on_lorawan.publish([uplink("tts", netvox, "status", True, 3, at)])
+        on_lorawan.close()
+        sql = "SELECT count(*) FROM occupancy_events WHERE sensor_id = $1 AND source = 'tts'"
+        await poll(lambda: count_rows(settings, sql, netvox["id"]), timeout=20)
+        # ChirpStack is off and the sensors' broker carries no uplinks: only the JSON marker after it lands
+        other = (await devices(settings, "s219-02"))[1]["id"]  # a LoRaWAN device may speak citypark JSON too
+        marker = (f"{settings.mqtt_topic_root}/tiedong-city/sensors/{other}/occupancy",
+                  json.dumps({"occupied": True, "observed_at": at.isoformat()}).encode())
+        on_sensors = Publisher(broker.url)
+        on_sensors.publish([uplink("chirpstack", netvox, "status", False, 4, at + timedelta(seconds=5)), marker])
+        on_sensors.close()
+        await poll(lambda: count_rows(settings, "SELECT count(*) FROM occupancy_events WHERE source = 'mqtt'"),
+                   timeout=20)
+        assert await count_rows(settings, "SELECT count(*) FROM occupancy_events") == 2
+        assert ingest.stop() == 0
+    finally:
+        lorawan_broker.remove()
