@@ -45,6 +45,7 @@ class RealInputs:
         self.formats = settings.lorawan_format_set
         self.devices = devices.DeviceDirectory()
         self._purged_at = 0.0
+        self._arrival_timed: list[int] = []  # events of the batch in hand timed by their arrival
 
     def claims(self, topic: str) -> bool:
         """Whether a topic is an uplink or a passage (handled here, not by the JSON parser)."""
@@ -93,7 +94,7 @@ class RealInputs:
 
     def _accept_uplinks(self, ups: list[Any], now: datetime, extra: Extra) -> None:
         skew = self.settings.max_clock_skew_s
-        self._arrival_timed: list[int] = []
+        self._arrival_timed = []
         for item, uplink in ups:
             try:
                 accepted = uplinks.accept(uplink, directory=self.devices, now=now, max_clock_skew_s=skew)

@@ -141,9 +141,10 @@ class BatchWriter:
         prepared = Prepared(len(items))
         root = self.settings.mqtt_topic_root
         parsed = []
-        real = [item for item in items if self.inputs.claims(item[0])]
-        if real:
-            items = [item for item in items if not self.inputs.claims(item[0])]
+        claimed = [self.inputs.claims(item[0]) for item in items]
+        if any(claimed):
+            real = [item for item, mine in zip(items, claimed, strict=True) if mine]
+            items = [item for item, mine in zip(items, claimed, strict=True) if not mine]
             prepared.extra = await self.inputs.prepare(
                 real, self.directory, lambda body, what: self._with_db(body, what=what))
             prepared.events += prepared.extra.events
