@@ -77,4 +77,8 @@ async def test_simulated_district_comes_alive_through_ingest(fresh_db: Any, brok
     # Heartbeats may sit in a batch still being written when the first count has landed.
     await poll(lambda: count_rows(settings, "SELECT count(*) > 30 FROM sensors WHERE rssi_dbm IS NOT NULL"),
                timeout=10)
+    # the demo's LoRaWAN curb sensors came through ChirpStack: start-up frames, then their state
+    await poll(lambda: count_rows(settings, "SELECT count(DISTINCT sensor_id) >= 110 FROM occupancy_events "
+                                  "WHERE source = 'chirpstack'"), timeout=10)
+    assert await count_rows(settings, "SELECT count(DISTINCT sensor_id) FROM sensor_resets") >= 110
     assert ingest.alive()
