@@ -191,7 +191,8 @@ def metric_sum(ports: list[int], name: str) -> float | None:
 
 
 def run_ingest(port: int, settings: Settings, sensors: list[tuple[str, str]], n: int, workers: int,
-               log: Path, backlog: bool) -> tuple[float, float, int]:
+               log: Path, backlog: bool, publish: object = None) -> tuple[float, float, int]:
+    """``publish``: the publisher process's target (default :func:`publisher`, citypark JSON)."""
     metrics_port = free_port()
     while any(_busy(metrics_port + i) for i in range(workers)):
         metrics_port = free_port()
@@ -208,7 +209,7 @@ def run_ingest(port: int, settings: Settings, sensors: list[tuple[str, str]], n:
         if backlog:  # stop (sessions persist), publish everything, start again under the same ids
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
-        pub = ctx.Process(target=publisher, args=(port, sensors, n, started))
+        pub = ctx.Process(target=publish or publisher, args=(port, sensors, n, started))
         pub.start()
         if backlog:
             pub.join()

@@ -10,11 +10,13 @@ from sqlalchemy.engine import Connection
 
 # each domain's models, imported to register their tables on Base.metadata
 import app.assignments.models  # noqa: F401
+import app.devices.models  # noqa: F401
 import app.enforcement.models  # noqa: F401
 import app.forecast.models  # noqa: F401
 import app.inventory.models  # noqa: F401
 import app.keys.models  # noqa: F401
 import app.occupancy.models  # noqa: F401
+import app.passages.models  # noqa: F401
 from app.core.db import Base, create_engine, include_object
 from app.core.settings import Settings
 

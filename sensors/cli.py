@@ -9,13 +9,14 @@ import signal
 import socket
 import sys
 import time
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
 from app.core.settings import get_settings
 
 DEFAULT_METRICS_PORT = 9464
+Envelope = Literal["chirpstack", "chirpstack-protobuf", "tts", "json"]
 
 
 def ingest(
@@ -96,6 +97,9 @@ def simulate(
     backfill_hours: Annotated[float, typer.Option(
         help="a district with no history yet first gets this many hours of simulated past (once: a "
              "district with stored states resumes from them)")] = 0.0,
+    as_: Annotated[Envelope, typer.Option("--as", help=(
+        "what the inventory's LoRaWAN devices (dev_eui) speak: their network server's uplink "
+        "envelope with the vendor's frames, or citypark's JSON; other sensors always speak JSON"))] = "chirpstack",
 ) -> None:
     """Publish realistic sensor traffic for the seeded district over MQTT."""
     from sensors import backfill
@@ -104,7 +108,7 @@ def simulate(
     _logging()
     settings = get_settings()
     sent = run_simulator(settings, rate=rate, duration=duration, seed=seed, speed=speed, dry_run=dry_run,
-                         begin=backfill.begin(settings, backfill_hours))
+                         begin=backfill.begin(settings, backfill_hours), envelope=as_)
     typer.echo(f"simulate: {sent} messages", err=True)
 
 

@@ -32,6 +32,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from app.core.settings import Settings
 from sensors import metrics, writer
+from sensors.lorawan.envelopes import subscriptions
 from sensors.mqtt import RECEIVE_MAXIMUM, connect_async, make_client
 from sensors.writer import Abandoned, Summary
 
@@ -46,6 +47,7 @@ class Inbound:
     mid: int
     qos: int
     arrived: float
+    link: int = 0  # 0: the sensors' broker; 1: the network servers' (CITYPARK_LORAWAN_MQTT_URL)
 
 
 class Inbox:
@@ -138,7 +140,15 @@ class Worker:
         self.client_id = client_id
         self.name = name
         self.topic = f"$share/{settings.mqtt_share_group}/{settings.mqtt_topic_root}/#"
-        self._pending: dict[int, Inbound] = {}  # current connection's unacknowledged messages
+        # Network-server uplinks: on the same connection when their broker is the sensors',
+        # else on a second connection (link 1) to CITYPARK_LORAWAN_MQTT_URL.
+        lorawan = [f"$share/{settings.mqtt_share_group}/{t}" for t in subscriptions(settings.lorawan_format_set)]
+        same_broker = settings.lorawan_url == settings.mqtt_url
+        self.topics = {0: [self.topic, *lorawan] if same_broker else [self.topic]}
+        if lorawan and not same_broker:
+            self.topics[1] = lorawan
+        self._clients: dict[int, mqtt.Client] = {}
+        self._pending: dict[tuple[int, int], Inbound] = {}  # current connections' unacknowledged messages
         self._pending_lock = threading.Lock()
         self._stop = False
         self._writer: WriterProcess | None = None
@@ -167,64 +177,73 @@ class Worker:
         try:
             await self._writer.reply()  # ("ready",): connected to PostgreSQL
             self.client = self._start_mqtt()
+            if 1 in self.topics:
+                self._start_mqtt(link=1)
             await asyncio.gather(self._forward_loop(in_flight), self._ack_loop(in_flight))
         except Abandoned as exc:
             log.warning("stopping with a batch not written (%s); the broker keeps it", exc)
         finally:
-            if self.client is not None:
-                self.client.disconnect()
-                self.client.loop_stop()
+            for client in self._clients.values():
+                client.disconnect()
+                client.loop_stop()
             self._writer.close()
 
     # --- MQTT (paho's thread) ---
 
-    def _start_mqtt(self) -> mqtt.Client:
-        client = make_client(self.settings, client_id=self.client_id, manual_ack=True)
+    def _start_mqtt(self, link: int = 0) -> mqtt.Client:
+        settings = self.settings if link == 0 else self.settings.model_copy(
+            update={"mqtt_url": self.settings.lorawan_url})
+        client = make_client(settings, client_id=self._client_id(link), manual_ack=True)
+        client.user_data_set(link)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = lambda _c, _u, _m, codes, _p: log.info("subscribed: %s", codes)
-        connect_async(client, self.settings, persistent=True, receive_maximum=self.receive_maximum)
+        connect_async(client, settings, persistent=True, receive_maximum=self.receive_maximum)
+        self._clients[link] = client
         client.loop_start()
         return client
 
-    def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
+    def _on_connect(self, client: mqtt.Client, link: int, flags: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
             log.warning("broker refused the connection: %s", reason)
             return
         with self._pending_lock:
             # Unacknowledged messages of the old connection are resent by the broker with the
             # same packet ids (MQTT 5 §4.4); their old copies must never be acknowledged.
-            self._pending.clear()
-        client.subscribe(self.topic, options=SubscribeOptions(qos=1))
+            for key in [k for k in self._pending if k[0] == link]:
+                del self._pending[key]
+        client.subscribe([(topic, SubscribeOptions(qos=1)) for topic in self.topics[link]])
         metrics.CONNECTED.labels(self.name).set(1)
         log.info("connected as %s (session present: %s), subscribing to %s",
-                 self.client_id, flags.session_present, self.topic)
+                 self._client_id(link), flags.session_present, ", ".join(self.topics[link]))
+
+    def _client_id(self, link: int) -> str:
+        return self.client_id if link == 0 else f"{self.client_id}-lorawan"
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         metrics.CONNECTED.labels(self.name).set(0)
         if not self._stop:
             log.warning("disconnected from the broker (%s); paho reconnects", reason)
 
-    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, _c: mqtt.Client, link: int, msg: mqtt.MQTTMessage) -> None:
         # Runs for every message in paho's thread, which receiving keeps busy: the least work.
         try:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = msg._topic.decode("utf-8", "replace")
-        item = Inbound(topic, bytes(msg.payload), msg.mid, msg.qos, time.monotonic())
+        item = Inbound(topic, bytes(msg.payload), msg.mid, msg.qos, time.monotonic(), link)
         if item.qos:
             with self._pending_lock:
-                self._pending[item.mid] = item
+                self._pending[(link, item.mid)] = item
         self.inbox.put(item)
 
     def _ack(self, items: list[Inbound]) -> None:
-        assert self.client is not None
         with self._pending_lock:
             for item in items:
-                if item.qos and self._pending.get(item.mid) is item:
-                    del self._pending[item.mid]
-                    self.client.ack(item.mid, item.qos)
+                if item.qos and self._pending.get((item.link, item.mid)) is item:
+                    del self._pending[(item.link, item.mid)]
+                    self._clients[item.link].ack(item.mid, item.qos)
 
     # --- batches (asyncio) ---
 

@@ -35,7 +35,8 @@ import asyncpg
 from app.core.settings import Settings
 from app.occupancy import messages
 from app.occupancy import service as occupancy
-from app.occupancy.messages import Directory, Event, Rejected, Rejection
+from app.occupancy.messages import Count, Directory, Event, Rejected, Rejection
+from sensors.real_inputs import Extra, RealInputs
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -55,6 +56,7 @@ class Prepared:
     size: int
     events: list[tuple[Raw, Event]] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
+    extra: Extra = field(default_factory=Extra)  # uplinks' reports, passages (sensors/real_inputs.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +107,7 @@ class BatchWriter:
         self.conn = conn
         self.stop = stop
         self.directory = Directory()
+        self.inputs = RealInputs(settings)
         self._pool: asyncpg.Pool | None = None
 
     async def run(self) -> None:
@@ -138,6 +141,14 @@ class BatchWriter:
         prepared = Prepared(len(items))
         root = self.settings.mqtt_topic_root
         parsed = []
+        claimed = [self.inputs.claims(item[0]) for item in items]
+        if any(claimed):
+            real = [item for item, mine in zip(items, claimed, strict=True) if mine]
+            items = [item for item, mine in zip(items, claimed, strict=True) if not mine]
+            prepared.extra = await self.inputs.prepare(
+                real, self.directory, lambda body, what: self._with_db(body, what=what))
+            prepared.events += prepared.extra.events
+            prepared.rejections += prepared.extra.rejections
         for item in items:
             try:
                 parsed.append((item, messages.parse_message(item[0], item[1], root=root)))
@@ -170,7 +181,9 @@ class BatchWriter:
 
         async def write(conn: asyncpg.Connection) -> occupancy.BatchResult:
             async with conn.transaction():
-                return await occupancy.write_batch(conn, events, rejections=prepared.rejections)
+                result = await occupancy.write_batch(conn, events, rejections=prepared.rejections)
+                await self.inputs.commit(conn, prepared.extra, _counted(events))
+                return result
 
         try:
             return await self._with_db(write, what="write a batch")
@@ -189,6 +202,14 @@ class BatchWriter:
             except asyncpg.PostgresError as exc:
                 await write([], [Rejection(topic, payload, f"write_failed: {exc}"[:300])])
         await write([], prepared.rejections)
+        try:
+            await self._with_db(lambda conn: self._commit_extra(conn, prepared.extra), what="write reports")
+        except asyncpg.PostgresError as exc:
+            log.error("reports and passages of a batch failed (%s); not written", exc)
+
+    async def _commit_extra(self, conn: asyncpg.Connection, extra: Extra) -> None:
+        async with conn.transaction():
+            await self.inputs.commit(conn, extra, [])
 
     async def _with_db(self, body: Callable[[asyncpg.Connection], Awaitable[T]], *, what: str) -> T:
         """Run ``body`` on a pooled connection, retrying transient failures with backoff."""
@@ -223,12 +244,19 @@ class BatchWriter:
 
 def _summary(prepared: Prepared, result: occupancy.BatchResult | None, seconds: float) -> Summary:
     kinds = Counter(type(e).__name__.lower() for _, e in prepared.events)
+    if prepared.extra.passages:
+        kinds["passage"] = len(prepared.extra.passages)
     reasons = Counter(r.reason.split(":", 1)[0] for r in prepared.rejections)
     duplicates = None
     if result is not None:
         duplicates = max(0, kinds.get("occupancy", 0) - result.history_inserted)
     newest = max((e.observed_at for _, e in prepared.events), default=None)
     return Summary(dict(kinds), dict(reasons), duplicates, newest, seconds)
+
+
+def _counted(events: list[Event]) -> list[str]:
+    """Facilities with gate counts in the batch: their passages are recounted from the count."""
+    return sorted({e.facility_id for e in events if isinstance(e, Count)})
 
 
 async def _write_single(conn: asyncpg.Connection, events: list[Event], rejections: list[Rejection]) -> None:

@@ -28,6 +28,7 @@ from app.api.routes import (
     health,
     ingest_metrics,
     operators,
+    passages,
     rules,
     spaces,
     web,
@@ -38,6 +39,7 @@ from app.core import replica
 from app.core.db import create_engine, create_sessionmaker
 from app.core.settings import Settings, get_settings
 from app.keys import listener as keys_listener
+from app.passages import retention as plate_retention
 
 DESCRIPTION = (
     "citypark — 城市智慧停车: live parking availability, conflict-free space assignment for "
@@ -51,6 +53,7 @@ ROUTERS: list[APIRouter] = [
     spaces.router, facilities.router, assignments.router, admin.router, enforcement.router,
     health.router, ingest_metrics.router, operators.router, rules.router, web.router,
     forecast.router,
+    passages.router,
 ]
 
 
@@ -69,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         forecast.start(app)
         key_listener = keys_listener.KeyListener(settings)  # issue 13: revocations from every process
         key_listener.start()
+        plate_retention.start(app)
         try:
             yield
         finally:
@@ -76,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.reads.stop()
             await limits.close(app)
             await forecast.stop(app)
+            await plate_retention.stop(app)
             await ingest_metrics.stop(app)
             await assignment_runtime.stop(app)
             await engine.dispose()

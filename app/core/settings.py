@@ -8,8 +8,10 @@ from __future__ import annotations
 from functools import lru_cache
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_PLATE_KEY = "citypark-development-plate-key"
 
 
 class Settings(BaseSettings):
@@ -74,6 +76,12 @@ class Settings(BaseSettings):
     # availability reads (facility list/detail/history) from a streaming replica; empty = primary
     database_read_url: str = ""
     read_max_lag_s: float = Field(default=5.0, gt=0)  # a replica further behind is not read from
+    # real inputs (LoRaWAN network servers, gate passages): CONTRACT.md "Real inputs"
+    lorawan_mqtt_url: str = ""  # broker of the network servers; empty = mqtt_url
+    lorawan_formats: str = "chirpstack,tts"  # envelopes to subscribe to; empty turns them off
+    lorawan_fallback_dedup_s: int = 600  # uplinks timed by their arrival: same fCnt this close = one event
+    plate_key: str = DEV_PLATE_KEY  # secret of the plates' keyed hash
+    plate_retention_days: int = Field(default=30, ge=1)
 
     @field_validator("database_url")
     @classmethod
@@ -100,6 +108,27 @@ class Settings(BaseSettings):
     def service_area_bbox(self) -> Bbox | None:
         """``service_area`` as (minlon, minlat, maxlon, maxlat); None = anywhere."""
         return parse_bbox(self.service_area)
+    @field_validator("lorawan_mqtt_url")
+    @classmethod
+    def _lorawan_scheme(cls, value: str) -> str:
+        if value and urlsplit(value).scheme not in {"mqtt", "mqtts"}:
+            raise ValueError("CITYPARK_LORAWAN_MQTT_URL must start with mqtt:// or mqtts://")
+        return value
+
+    @model_validator(mode="after")
+    def _real_plate_key_in_production(self) -> Settings:
+        if self.env == "production" and self.plate_key == DEV_PLATE_KEY:
+            raise ValueError("set CITYPARK_PLATE_KEY to a secret of your own in production")
+        return self
+
+    @property
+    def lorawan_url(self) -> str:
+        """The network servers' broker: CITYPARK_LORAWAN_MQTT_URL, else CITYPARK_MQTT_URL."""
+        return self.lorawan_mqtt_url or self.mqtt_url
+
+    @property
+    def lorawan_format_set(self) -> frozenset[str]:
+        return frozenset(f.strip().lower() for f in self.lorawan_formats.split(",") if f.strip())
 
     @property
     def asyncpg_dsn(self) -> str:

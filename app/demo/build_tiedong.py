@@ -53,6 +53,10 @@ STREETS = [
     ("s219", "二一九路", 122.9760, 41.1140, 0.0036, 0.0, 10, 40),
     ("s51", "五一路", 122.9935, 41.1015, 0.0, 0.0027, 10, 40),
 ]
+# 二一九路's first three segments are LoRaWAN curb sensors behind the city's network server,
+# one model per segment (DevEUI: the vendor's OUI-style prefix + the sensor number).
+LORAWAN_SEGMENTS = {"s219-00": ("bosch-tps110", "fc0fe7fffe"), "s219-01": ("nwave-nps310", "70b3d5e75e"),
+                    "s219-02": ("netvox-r719a", "00137a1000")}
 NO_PARKING_SEGMENT = "s51-04"  # 五一路 stretch by the school gate: no parking at any time
 SCHOOL_SEGMENT = "s51-05"
 
@@ -72,6 +76,10 @@ def _space(fid: str, facility: str, coords: list[float], sensor: str, rng: rando
              "loading": flags.get("loading", False), "no_parking": flags.get("no_parking", False)}
     if flags.get("rules"):
         props["rules"] = flags["rules"]
+    if flags.get("lorawan"):
+        model, prefix = flags["lorawan"]
+        props["dev_eui"] = f"{prefix}{int(sensor.split('-')[1]):06x}"
+        props["sensor_model"] = model
     return _feature(fid, {"type": "Point", "coordinates": coords}, props)
 
 
@@ -124,7 +132,7 @@ def _curb(street: tuple[Any, ...], seg: int, rng: random.Random,
         spaces.append(_space(
             f"{fid}-{i + 1:03d}", fid, _m(start[0], start[1], ux * (3 + 6.0 * i), uy * (3 + 6.0 * i)),
             f"mag-{counter[0]:06d}", rng, accessible=i == per_segment - 1, loading=loading,
-            no_parking=no_parking,
+            no_parking=no_parking, lorawan=LORAWAN_SEGMENTS.get(fid),
             rules=[{"max_stay_minutes": 30, "days": "Mo-Su", "from": "07:00", "to": "19:00"}]
             if loading else None))
     return [facility, *spaces]

@@ -28,6 +28,7 @@ from app.core.db import Base
 
 FACILITY_KINDS = ("lot", "garage", "curb")
 SENSOR_KINDS = ("magnetometer", "bay", "gate")
+SENSOR_MODELS = ("bosch-tps110", "nwave-nps310", "netvox-r719a", "decoded")
 
 
 class Operator(Base):
@@ -84,6 +85,10 @@ class Sensor(Base):
     __table_args__ = (
         CheckConstraint("(space_id IS NULL) <> (facility_id IS NULL)", name="one_target"),
         CheckConstraint("kind IN ('magnetometer', 'bay', 'gate')", name="kind"),
+        CheckConstraint("dev_eui ~ '^[0-9a-f]{16}$'", name="dev_eui"),
+        CheckConstraint(
+            "sensor_model IN ('bosch-tps110', 'nwave-nps310', 'netvox-r719a', 'decoded')",
+            name="sensor_model"),
     )
 
     id: Mapped[str] = mapped_column(Text, primary_key=True)
@@ -96,6 +101,15 @@ class Sensor(Base):
     last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     battery_v: Mapped[float | None] = mapped_column(Float)
     rssi_dbm: Mapped[float | None] = mapped_column(Float)
+    # LoRaWAN devices (CONTRACT.md "Real inputs"): DevEUI as 16 lower-case hex digits, the
+    # decoder family, and what their frames report besides occupancy (app/devices/).
+    dev_eui: Mapped[str | None] = mapped_column(Text, unique=True)
+    sensor_model: Mapped[str | None] = mapped_column(Text)
+    temperature_c: Mapped[float | None] = mapped_column(Float)
+    snr_db: Mapped[float | None] = mapped_column(Float)
+    last_fcnt: Mapped[int | None] = mapped_column(BigInteger)
+    last_reset_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    firmware: Mapped[str | None] = mapped_column(Text)
 
 
 class ParkingRule(Base):

@@ -16,7 +16,7 @@ from geoalchemy2.shape import from_shape
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from shapely.geometry import Point
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -85,6 +85,9 @@ class SpaceProps(BaseModel):
     loading: bool = False
     no_parking: bool = False
     rules: list[RuleIn] = Field(default_factory=list)
+    # LoRaWAN (CONTRACT.md "Real inputs"): the device's DevEUI and decoder family
+    dev_eui: str | None = Field(default=None, pattern=r"^[0-9A-Fa-f]{16}$")
+    sensor_model: Literal["bosch-tps110", "nwave-nps310", "netvox-r719a", "decoded"] | None = None
 
 
 @dataclass
@@ -183,6 +186,12 @@ def _space(where: str, props: SpaceProps, geom: BaseGeometry) -> tuple[SpaceProp
     if props.sensor_id is not None:
         ids.check(props.sensor_id, f"{where}: sensor_id")
     _check_rules(where, props.rules)
+    if (props.dev_eui is None) != (props.sensor_model is None):
+        raise InvalidInput(f"{where}: dev_eui and sensor_model go together")
+    if props.dev_eui is not None and props.sensor_id is None:
+        raise InvalidInput(f"{where}: a dev_eui needs a sensor_id")
+    if props.dev_eui is not None:
+        props.dev_eui = props.dev_eui.lower()
     return props, geom
 
 
@@ -208,6 +217,9 @@ def _check_references(parsed: Parsed) -> None:
     sensors = Counter(p.sensor_id for p, _ in parsed.spaces.values() if p.sensor_id)
     if dup := next((s for s, n in sensors.items() if n > 1), None):
         raise InvalidInput(f"sensor {dup!r} is on more than one space")
+    euis = Counter(p.dev_eui for p, _ in parsed.spaces.values() if p.dev_eui)
+    if dup := next((e for e, n in euis.items() if n > 1), None):
+        raise InvalidInput(f"dev_eui {dup!r} is on more than one sensor")
     per_facility = Counter(p.facility_id for p, _ in parsed.spaces.values())
     for fid, (props, _, _) in parsed.facilities.items():
         if not props.counted and per_facility[fid] > props.capacity:
@@ -262,6 +274,13 @@ async def _check_ownership(session: AsyncSession, operator_id: str, parsed: Pars
     for sid, owner in rows:
         if owner != operator_id:
             raise Forbidden(f"sensor {sid!r} belongs to another operator")
+    euis = [p.dev_eui for p, _ in parsed.spaces.values() if p.dev_eui]
+    rows = await session.execute(
+        select(Sensor.dev_eui, Sensor.operator_id).where(Sensor.dev_eui.in_(euis))
+    )
+    for eui, owner in rows:
+        if owner != operator_id:
+            raise Forbidden(f"dev_eui {eui!r} is a sensor of another operator")
     space_ids = list(parsed.spaces)
     rows = await session.execute(
         select(Space.id, Facility.operator_id)
@@ -363,10 +382,14 @@ async def _upsert_spaces(session: AsyncSession, operator_id: str, parsed: Parsed
 
 
 async def _upsert_sensors(session: AsyncSession, operator_id: str, parsed: Parsed) -> None:
-    rows = [{"id": p.sensor_id, "operator_id": operator_id, "space_id": sid, "kind": p.sensor_kind}
+    rows = [{"id": p.sensor_id, "operator_id": operator_id, "space_id": sid, "kind": p.sensor_kind,
+             "dev_eui": p.dev_eui, "sensor_model": p.sensor_model}
             for sid, (p, _) in parsed.spaces.items() if p.sensor_id]
     if not rows:
         return
+    # DevEUIs are unique and may move between this operator's sensors: free them first.
+    if euis := [r["dev_eui"] for r in rows if r["dev_eui"]]:
+        await session.execute(update(Sensor).where(Sensor.dev_eui.in_(euis)).values(dev_eui=None))
     # A space's sensor may have been swapped: free the space for the new sensor id first.
     await session.execute(
         delete(Sensor).where(
@@ -378,7 +401,8 @@ async def _upsert_sensors(session: AsyncSession, operator_id: str, parsed: Parse
     await session.execute(
         stmt.on_conflict_do_update(
             index_elements=["id"],
-            set_={"space_id": stmt.excluded.space_id, "kind": stmt.excluded.kind},
+            set_={"space_id": stmt.excluded.space_id, "kind": stmt.excluded.kind,
+                  "dev_eui": stmt.excluded.dev_eui, "sensor_model": stmt.excluded.sensor_model},
         ),
         rows,
     )

@@ -50,6 +50,8 @@ WHO: dict[tuple[str, str], str] = {
     ("POST", "/v1/operators/{operator_id}/sensors/{sensor_id}/occupancy"): "operator",
     ("POST", "/v1/operators/{operator_id}/facilities/{facility_id}/count"): "operator",
     ("PUT", "/v1/operators/{operator_id}/inventory"): "operator",
+    ("POST", "/v1/operators/{operator_id}/facilities/{facility_id}/passages"): "operator",
+    ("GET", "/v1/facilities/{facility_id}/sensors"): "public",
     ("GET", "/v1/enforcement/violations"): "enforcement",
     ("GET", "/v1/enforcement/violations.csv"): "enforcement",
     ("GET", "/v1/enforcement/hotspots"): "enforcement",

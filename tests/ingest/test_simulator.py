@@ -37,7 +37,8 @@ def parse(line: str) -> tuple[list[str], Any]:
 
 async def test_dry_run_traffic_looks_like_the_district(db_settings: Any) -> None:
     started = datetime.now(UTC)
-    out = simulate(db_settings, "--dry-run", "--duration", "3", "--rate", "400", "--seed", "7", "--speed", "60")
+    out = simulate(db_settings, "--dry-run", "--duration", "3", "--rate", "400", "--seed", "7", "--speed", "60",
+                   "--as", "json")
     lines = out.stdout.splitlines()
     messages = [parse(line) for line in lines]
     kinds = Counter(t[-1] for t, _ in messages)
@@ -76,4 +77,8 @@ async def test_simulated_district_comes_alive_through_ingest(fresh_db: Any, brok
     # Heartbeats may sit in a batch still being written when the first count has landed.
     await poll(lambda: count_rows(settings, "SELECT count(*) > 30 FROM sensors WHERE rssi_dbm IS NOT NULL"),
                timeout=10)
+    # the demo's LoRaWAN curb sensors came through ChirpStack: start-up frames, then their state
+    await poll(lambda: count_rows(settings, "SELECT count(DISTINCT sensor_id) >= 110 FROM occupancy_events "
+                                  "WHERE source = 'chirpstack'"), timeout=10)
+    assert await count_rows(settings, "SELECT count(DISTINCT sensor_id) FROM sensor_resets") >= 110
     assert ingest.alive()

@@ -26,6 +26,7 @@ from app.availability.service import FacilityAvailability, Snapshot
 from app.core import replica
 from app.core.errors import InvalidInput
 from app.core.settings import Settings
+from app.devices import health as device_health
 
 router = APIRouter(prefix="/v1/facilities", tags=["availability"])
 
@@ -62,6 +63,39 @@ class RuleOut(BaseModel):
     end: str = Field(serialization_alias="to")
 
 
+class SensorHealth(BaseModel):
+    """Over the facility's space sensors; per sensor: ``GET /v1/facilities/{id}/sensors``."""
+
+    sensors: int
+    lorawan: int = Field(description="sensors that are LoRaWAN devices (dev_eui)")
+    reporting: int = Field(description="heard within the staleness window")
+    silent: int
+    low_battery: int = Field(description="battery below 3.2 V")
+    battery_v_min: float | None
+    temperature_c_mean: float | None
+    rssi_dbm_mean: float | None
+    snr_db_mean: float | None
+    reset_last_24h: int = Field(description="sensors that reported a reset (start-up, frame counter) in 24 h")
+    last_seen: datetime | None
+
+
+class SensorOut(BaseModel):
+    sensor_id: str
+    space_id: str | None
+    kind: str
+    dev_eui: str | None
+    sensor_model: str | None
+    last_seen: datetime | None
+    battery_v: float | None
+    temperature_c: float | None
+    rssi_dbm: float | None
+    snr_db: float | None
+    last_fcnt: int | None = Field(description="LoRaWAN frame counter of the newest frame")
+    firmware: str | None
+    last_reset_at: datetime | None
+    last_reset_cause: str | None
+
+
 class FacilityDetail(FacilityOut):
     opening_hours: str
     public_hours: str | None = Field(description="shared lot (停车资源共享): when open to the public")
@@ -72,6 +106,7 @@ class FacilityDetail(FacilityOut):
     ev_free: int | None
     rules: list[RuleOut]
     geometry: dict[str, Any] = Field(description="RFC 7946 geometry of the facility")
+    sensor_health: SensorHealth
 
 
 class HistoryOut(BaseModel):
@@ -162,7 +197,9 @@ async def get_facility(facility_id: FacilityId, request: Request, session: Sessi
             session, facility_id=facility_id, now=datetime.now(UTC),
             stale_after_s=settings.stale_after_s, timezone=settings.timezone)
         rules = await availability_service.facility_rules(session, facility_id=facility_id)
-        return {**item.public_dict(), **_attributes(item), "rules": rules}
+        health = await device_health.facility_summary(  # sensor health (app/devices/health.py)
+            session, facility_id=facility_id, now=datetime.now(UTC), stale_after_s=settings.stale_after_s)
+        return {**item.public_dict(), **_attributes(item), "rules": rules, "sensor_health": health}
 
     return await replica.run_read(request.app.state, read, session)  # the read replica when fresh
 

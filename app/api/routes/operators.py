@@ -25,6 +25,7 @@ from app.core.errors import DomainError, Forbidden, InvalidInput
 from app.inventory import service as inventory_service
 from app.keys.service import Principal
 from app.occupancy import service as occupancy_service
+from app.passages import service as passages_service
 
 router = APIRouter(prefix="/v1/operators/{operator_id}", tags=["operators"])
 
@@ -97,8 +98,15 @@ async def push_count(
     require_operator_of(operator_id, principal)
     return await _push(
         request, session, settings, "count", facility_id, f"{operator_id}/facilities/{facility_id}/count",
-        lambda body: occupancy_service.push_count(
-            session, settings=settings, operator_id=operator_id, facility_id=facility_id, body=body))
+        lambda body: _count_then_recount(session, settings, operator_id, facility_id, body))
+
+
+async def _count_then_recount(session: Any, settings: Any, operator_id: str, facility_id: str, body: bytes) -> Any:
+    event = await occupancy_service.push_count(
+        session, settings=settings, operator_id=operator_id, facility_id=facility_id, body=body)
+    # a lot that also reports passages: its free count is this count + the passages since (app/passages)
+    await passages_service.recount(await occupancy_service.driver_connection(session), [facility_id])
+    return event
 
 
 async def _push(
