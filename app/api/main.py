@@ -21,10 +21,12 @@ from app.api.cors import CORSMiddleware
 from app.api.routes import (
     admin,
     assignments,
+    datex2,
     enforcement,
     facilities,
     health,
     ingest_metrics,
+    ngsi_ld,
     operators,
     rules,
     spaces,
@@ -44,6 +46,7 @@ DESCRIPTION = (
 ROUTERS: list[APIRouter] = [
     admin.router, assignments.router, enforcement.router, facilities.router, health.router,
     ingest_metrics.router, operators.router, rules.router, spaces.router, web.router,
+    ngsi_ld.router, datex2.router,
 ]
 
 

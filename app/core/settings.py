@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     # web map: base-map tiles ({z}/{x}/{y} template; empty = plain background, layers still drawn)
     tile_url: str = ""
     tile_attribution: str = "© OpenStreetMap contributors"
+    # NGSI-LD notifications (citypark notify): endpoint allow-list (hosts, IPs or CIDRs, comma-separated;
+    # loopback and private addresses are refused unless listed), per-request timeout, delivery attempts
+    notify_allow: str = ""
+    notify_timeout_s: float = 5.0
+    notify_attempts: int = Field(default=6, ge=1)
+    # where citypark is reached from outside (the @context URL in notifications)
+    public_url: str = "http://127.0.0.1:8000"
 
     @field_validator("database_url")
     @classmethod
