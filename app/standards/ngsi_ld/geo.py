@@ -81,6 +81,10 @@ def build(georel: str, geometry: dict[str, Any]) -> GeoQuery:
     if geometry["type"] not in GEOMETRIES:
         raise BadRequestData(f"geometry must be one of {', '.join(GEOMETRIES)}")
     _check_positions(geometry["coordinates"], depth=_DEPTH[geometry["type"]])
+    polygons = {"Polygon": [geometry["coordinates"]], "MultiPolygon": geometry["coordinates"]}.get(geometry["type"], [])
+    for rings in polygons:
+        if any(len(ring) < 4 or ring[0] != ring[-1] for ring in rings):
+            raise BadRequestData("coordinates: a polygon ring is closed and has at least 4 positions")
     relation, *modifiers = georel.split(";")
     if relation not in RELATIONS:
         raise BadRequestData(f"georel must be one of {', '.join(RELATIONS)}")

@@ -98,8 +98,7 @@ def normalized(row: Row, attrs: frozenset[str] | None = None) -> dict[str, Any]:
         elif key == "location":
             out[key] = {"type": "GeoProperty", "value": value}
         elif key.startswith("ref"):
-            out[key] = {"type": "Relationship", "object": value[0] if isinstance(value, list) and len(value) == 1
-                        else value}
+            out[key] = {"type": "Relationship", "object": value}
         else:
             out[key] = {"type": "Property", "value": value}
             if observed is not None and key in LIVE:
