@@ -211,7 +211,7 @@ def public(row: NgsiSubscription, *, now: datetime | None = None) -> dict[str, A
             notification[name] = iso_utc(value)
     if row.last_failure_reason and row.last_failure is not None:
         notification["lastFailureReason"] = row.last_failure_reason
-    if row.times_sent:
+    if row.times_sent or row.times_failed:
         failed = row.last_failure is not None and (row.last_success is None or row.last_failure > row.last_success)
         notification["status"] = "failed" if failed else "ok"
     body["notification"] = notification
