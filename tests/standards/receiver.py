@@ -36,7 +36,8 @@ class Receiver:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
                 lines = head.decode("latin-1").split("\r\n")
-                headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+                pairs = (line.partition(":") for line in lines[1:] if line)
+                headers = {k.strip().lower(): v.strip() for k, _, v in pairs}
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 self.received.append((time.monotonic(), headers, orjson.loads(body) if body else None))
                 writer.write(f"HTTP/1.1 {self.status} X\r\ncontent-length: 0\r\n\r\n".encode())

@@ -85,13 +85,15 @@ async def test_live_attributes_and_stale_spots(client: httpx.AsyncClient, live: 
     assert "unknown" in spots.values()
     r = await client.get(f"{NGSI}/urn:ngsi-ld:ParkingSpot:{rows[0][0]}")
     status = r.json()["status"]
-    assert status["type"] == "Property" and ("observedAt" in status) == (rows[0][1] is not None)
+    assert status["type"] == "Property"
+    assert ("observedAt" in status) == (rows[0][1] is not None)
     facilities = {e["id"]: e for e in await everything(client, {"type": "OffStreetParking,OnStreetParking"})}
     items = (await client.get("/v1/facilities", params={"lat": LAT, "lon": LON, "radius_m": 5000,
                                                          "limit": 100})).json()
     assert len(items) == len(facilities)
     for item in items:
-        entity = facilities[f"urn:ngsi-ld:{'OnStreetParking' if item['kind'] == 'curb' else 'OffStreetParking'}:{item['id']}"]
+        kind = "OnStreetParking" if item["kind"] == "curb" else "OffStreetParking"
+        entity = facilities[f"urn:ngsi-ld:{kind}:{item['id']}"]
         assert entity.get("availableSpotNumber") == item["free"]
 
 
@@ -101,7 +103,7 @@ def _haversine(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
     return 2 * 6_371_008.8 * math.asin(math.sqrt(a))
 
 
-@pytest.mark.parametrize("q, keep", [
+@pytest.mark.parametrize(("q", "keep"), [
     ('status=="free"', lambda e: e.get("status") == "free"),
     ('status!="free"', lambda e: "status" in e and e["status"] != "free"),
     ("availableSpotNumber>5", lambda e: isinstance(e.get("availableSpotNumber"), int) and e["availableSpotNumber"] > 5),
@@ -152,7 +154,8 @@ async def test_geo_queries_against_brute_force(client: httpx.AsyncClient, live: 
         found = {e["id"] for e in await everything(client, {"georel": georel, "geometry": "Polygon",
                                                            "coordinates": coords})}
         expected = {e["id"] for e in everything_ if test(shape(e["location"]))}
-        assert found == expected and found
+        assert found == expected
+        assert found
 
 
 async def test_paging_sees_every_entity_once(client: httpx.AsyncClient, live: None, db: AsyncSession) -> None:
@@ -190,14 +193,17 @@ async def test_ids_patterns_and_formats(client: httpx.AsyncClient, live: None) -
     assert r.headers["content-type"].startswith("application/ld+json")
     context_url = r.json()[0]["@context"]
     context = await client.get(context_url.replace("http://test", ""))
-    assert context.status_code == 200 and "@context" in context.json()
+    assert context.status_code == 200
+    assert "@context" in context.json()
     for name in context.json()["@context"]:
         assert (await client.get(name.replace("http://test", ""))).status_code == 200
     r = await client.get(NGSI, params={"type": "ParkingSpot", "limit": 2}, headers={"Accept": "application/json"})
-    assert "@context" not in r.json()[0] and 'rel="http://www.w3.org/ns/json-ld#context"' in r.headers["link"]
+    assert "@context" not in r.json()[0]
+    assert 'rel="http://www.w3.org/ns/json-ld#context"' in r.headers["link"]
     r = await client.get(NGSI, params={"type": "ParkingSpot", "limit": 2}, headers={"Accept": "application/geo+json"})
     doc = r.json()
-    assert doc["type"] == "FeatureCollection" and doc["features"][0]["geometry"]["type"] == "Point"
+    assert doc["type"] == "FeatureCollection"
+    assert doc["features"][0]["geometry"]["type"] == "Point"
     r = await client.get(f"{NGSI}/{some[0]}", params={"options": "keyValues"})
     assert r.json()["id"] == some[0]
     types = (await client.get("/ngsi-ld/v1/types")).json()
@@ -219,12 +225,15 @@ async def test_bad_queries_are_problem_details(client: httpx.AsyncClient, params
     body = r.json()
     assert body["type"] in ("https://uri.etsi.org/ngsi-ld/errors/BadRequestData",
                             "https://uri.etsi.org/ngsi-ld/errors/InvalidRequest")
-    assert body["error"] and body["detail"] and body["status"] == 400
+    assert body["error"]
+    assert body["detail"]
+    assert body["status"] == 400
 
 
 async def test_not_found_not_acceptable_and_writes(client: httpx.AsyncClient) -> None:
     r = await client.get(f"{NGSI}/urn:ngsi-ld:ParkingSpot:nope")
-    assert r.status_code == 404 and r.json()["type"].endswith("/ResourceNotFound")
+    assert r.status_code == 404
+    assert r.json()["type"].endswith("/ResourceNotFound")
     r = await client.get(NGSI, headers={"Accept": "text/csv"})
     assert r.status_code == 406
     for method, path in (("POST", NGSI), ("PATCH", f"{NGSI}/urn:ngsi-ld:ParkingSpot:x/attrs"),

@@ -76,7 +76,8 @@ async def test_who_may_subscribe_and_validation(client: httpx.AsyncClient, make_
     assert (await client.post(SUBS, json=body)).status_code == 401
     assert (await client.post(SUBS, json=body, headers=await make_key("driver"))).status_code == 403
     r = await client.post(SUBS, json=body, headers=operator)  # loopback, not allowed by default
-    assert r.status_code == 400 and "CITYPARK_NOTIFY_ALLOW" in r.json()["detail"]
+    assert r.status_code == 400
+    assert "CITYPARK_NOTIFY_ALLOW" in r.json()["detail"]
     for bad in ({"type": "Sub"}, {**body, "notification": {}}, {**body, "q": "status==("},
                 {**body, "throttling": -1}, {**body, "expiresAt": "2000-01-01T00:00:00Z"},
                 {**body, "geoQ": {"georel": "near", "geometry": "Point", "coordinates": [1, 2]}},
@@ -95,10 +96,13 @@ async def test_create_list_get_delete(fresh_db: Any) -> None:
         assert r.status_code == 201
         location = r.headers["location"]
         got = (await client.get(location, headers=operator)).json()
-        assert got["throttling"] == 5 and got["status"] == "active" and got["notification"]["timesSent"] == 0
+        assert got["throttling"] == 5
+        assert got["status"] == "active"
+        assert got["notification"]["timesSent"] == 0
         assert (await client.get(location, headers=other)).status_code == 404
         listed = await client.get(SUBS, headers=operator)
-        assert [s["id"] for s in listed.json()] == [got["id"]] and listed.headers["X-Total-Count"] == "1"
+        assert [s["id"] for s in listed.json()] == [got["id"]]
+        assert listed.headers["X-Total-Count"] == "1"
         assert (await client.get(SUBS, headers=other)).json() == []
         assert (await client.delete(location, headers=other)).status_code == 404
         assert (await client.delete(location, headers=operator)).status_code == 204
@@ -158,7 +162,8 @@ async def test_mqtt_event_reaches_the_receiver(fresh_db: Any, mqtt_url: str, tmp
                     timeout=30)
             publisher.close()
             first = receiver.bodies()[0]
-            assert first["type"] == "Notification" and first["subscriptionId"] == r.headers["location"].rsplit("/", 1)[1]
+            assert first["type"] == "Notification"
+            assert first["subscriptionId"] == r.headers["location"].rsplit("/", 1)[1]
             assert all(e["id"] == spot for b in receiver.bodies() for e in b["data"])
             await poll(lambda: _sent(client, operator, r.headers["location"]), timeout=10)
     finally:

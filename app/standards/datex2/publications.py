@@ -93,8 +93,9 @@ async def parking_table(session: AsyncSession, *, settings: Settings, spaces: bo
     """The ParkingTablePublication of every facility (and, with ``spaces``, every space)."""
     snap = await availability.snapshot(session, now=datetime.now(UTC), stale_after_s=settings.stale_after_s,
                                        timezone=settings.timezone)
-    operators: dict[str, str] = dict((await session.execute(text("SELECT id, name FROM operators"))).tuples().all())
-    updated: dict[str, datetime] = dict((await session.execute(text("SELECT id, updated_at FROM facilities"))).tuples().all())
+    operators: dict[str, str] = {r[0]: r[1] for r in await session.execute(text("SELECT id, name FROM operators"))}
+    updated: dict[str, datetime] = {
+        r[0]: r[1] for r in await session.execute(text("SELECT id, updated_at FROM facilities"))}
     members = await _spaces(session, settings=settings) if spaces else {}
     version_time = max(updated.values(), default=datetime(2026, 1, 1, tzinfo=UTC))
     root, published = _payload("ParkingTablePublication", TABLE_ID)

@@ -29,6 +29,7 @@ from app.occupancy.service import driver_connection
 from app.occupancy.staleness import status_sql
 from app.standards.ngsi_ld.errors import BadRequestData
 from app.standards.ngsi_ld.geo import GeoQuery
+from app.standards.ngsi_ld.query import Node, Query
 
 TYPES = ("OffStreetParking", "OnStreetParking", "ParkingGroup", "ParkingSpot")
 GROUPS = {"accessible": "onlyDisabled", "ev": "onlyElectricalCharging", "loading": "loadUnloadZone"}
@@ -54,6 +55,8 @@ class Filters:
     ids: frozenset[str] | None = None
     id_pattern: str | None = None
     geo: GeoQuery | None = None
+    # a q over spots that SQL can answer (see spot_q); the rest is filtered after building
+    spot_q: Query | None = None
 
 
 def urn(entity_type: str, local_id: str) -> str:
@@ -215,6 +218,10 @@ def _spots_sql(settings: Settings, filters: Filters, *, counting: bool = False) 
     if filters.id_pattern is not None:
         params.append(filters.id_pattern)
         where.append(f"('urn:ngsi-ld:ParkingSpot:' || sp.id) ~ ${len(params)}")
+    if filters.spot_q is not None:
+        condition = _spot_condition(filters.spot_q, params)
+        assert condition is not None
+        where.append(condition)
     distance, order = "", "sp.id"
     if filters.geo is not None:
         fragment, geo_params = filters.geo.sql("sp.geom", len(params) + 1)
@@ -227,6 +234,42 @@ def _spots_sql(settings: Settings, filters: Filters, *, counting: bool = False) 
     sql = _SPOTS_SQL.replace("{status}", status_sql("st", "$1")).replace("{distance}", distance)
     sql = sql.replace("{where}", " AND ".join(where))
     return (sql if counting else f"{sql} ORDER BY {order}"), params
+
+
+_SPOT_COLUMNS = {"status": "status", "name": "id"}
+
+
+def spot_q(tree: Query) -> bool:
+    """Whether SQL can answer ``tree`` on spots exactly: ==/!= on status, name, refParkingSite."""
+    return _spot_condition(tree, []) is not None
+
+
+def _spot_condition(tree: Query, params: list[Any]) -> str | None:
+    if isinstance(tree, Node):
+        parts = [_spot_condition(p, params) for p in tree.parts]
+        if any(p is None for p in parts):
+            return None
+        return "(" + f" {tree.op.upper()} ".join(p for p in parts if p is not None) + ")"
+    if len(tree.path) != 1 or tree.op not in ("==", "!=") or tree.range is not None:
+        return None
+    if not all(isinstance(v, str) for v in tree.values):
+        return None
+    name = tree.path[0]
+    if name in _SPOT_COLUMNS:
+        column, values = _SPOT_COLUMNS[name], list(tree.values)
+    elif name == "refParkingSite":  # urn:ngsi-ld:<type>:<facility id>; the type follows the kind
+        column = "(CASE WHEN f.kind = 'curb' THEN 'urn:ngsi-ld:OnStreetParking:' ELSE " \
+                 "'urn:ngsi-ld:OffStreetParking:' END || sp.facility_id)"
+        values = list(tree.values)
+    else:
+        return None
+    if column == "status":
+        column = "(CASE WHEN f.closed OR sp.no_parking THEN 'closed' ELSE " + status_sql("st", "$1") + " END)"
+    elif column == "id":
+        column = "sp.id"
+    params.append(values)
+    test = "= ANY" if tree.op == "==" else "<> ALL"
+    return f"{column} {test}(${len(params)}::text[])"
 
 
 def _spot(r: Any) -> Row:

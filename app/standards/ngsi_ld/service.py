@@ -6,7 +6,7 @@ that concatenation, so following the pages sees every entity exactly once."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -94,13 +94,13 @@ async def find(session: AsyncSession, *, settings: Settings, request: EntityQuer
     now = datetime.now(UTC)
     skip, room, total, more, out = request.offset, request.limit, 0, False, []
     for entity_type in request.types:
-        if entity_type == "ParkingSpot" and request.q is None:
-            page = await entities.spots(session, settings=settings, filters=request.filters,
-                                        offset=skip, limit=room)
+        if entity_type == "ParkingSpot" and (request.q is None or entities.spot_q(request.q)):
+            filters = replace(request.filters, spot_q=request.q)
+            page = await entities.spots(session, settings=settings, filters=filters, offset=skip, limit=room)
             out += page.rows
             more = more or page.more
             if request.count:
-                total += await entities.count_spots(session, settings=settings, filters=request.filters)
+                total += await entities.count_spots(session, settings=settings, filters=filters)
             continue
         rows = await _all_of(session, settings=settings, now=now, entity_type=entity_type, request=request)
         window = rows[skip:skip + room]
