@@ -102,7 +102,7 @@ async def _facility_geo(session: AsyncSession, geo: GeoQuery) -> dict[str, float
     distance = _distance_sql("f.geom", geo, len(params) + 1)
     conn = await driver_connection(session)
     rows = await _fetch(conn, f"SELECT f.id, {distance[0]} AS d FROM facilities f WHERE {where}",
-                        *params, *distance[1])
+                        *params, *distance[1], guarded=_guarded(Filters(geo=geo)))
     return {r["id"]: r["d"] for r in rows}
 
 
@@ -146,7 +146,7 @@ async def groups(session: AsyncSession, *, settings: Settings, filters: Filters)
         distance = f", {dist_sql} AS d"
         params += dist_params
     sql = _GROUPS_SQL.replace("{distance}", distance).replace("{having}", having)
-    rows = await _fetch(await driver_connection(session), sql, *params)
+    rows = await _fetch(await driver_connection(session), sql, *params, guarded=_guarded(filters))
     out = []
     for r in rows:
         row = _group(r)
@@ -198,14 +198,16 @@ async def spots(session: AsyncSession, *, settings: Settings, filters: Filters,
     sql, params = _spots_sql(settings, filters)
     if limit is not None:
         sql += f" LIMIT {int(limit) + 1} OFFSET {int(offset or 0)}"
-    rows = [_spot(r) for r in await _fetch(await driver_connection(session), sql, *params)]
+    conn = await driver_connection(session)
+    rows = [_spot(r) for r in await _fetch(conn, sql, *params, guarded=_guarded(filters))]
     more = limit is not None and len(rows) > limit
     return SpotPage(rows[:limit] if limit is not None else rows, more)
 
 
 async def count_spots(session: AsyncSession, *, settings: Settings, filters: Filters) -> int:
     sql, params = _spots_sql(settings, filters, counting=True)
-    rows = await _fetch(await driver_connection(session), f"SELECT count(*) AS n FROM ({sql}) AS s", *params)
+    rows = await _fetch(await driver_connection(session), f"SELECT count(*) AS n FROM ({sql}) AS s", *params,
+                        guarded=_guarded(filters))
     return int(rows[0]["n"])
 
 
@@ -314,8 +316,17 @@ def _must_split(entity_id: str) -> tuple[str, str]:
     return split_urn(entity_id) or ("", "")
 
 
-async def _fetch(conn: asyncpg.Connection, sql: str, *params: Any) -> list[Any]:
-    """Rows of a query whose geometry or pattern came from the caller: their errors are 400s."""
+def _guarded(filters: Filters) -> bool:
+    """Whether PostgreSQL may refuse the caller's input (a regular expression, a shape) after our checks:
+    a validated point and distance cannot fail, so the common near query needs no savepoint."""
+    return filters.id_pattern is not None or (filters.geo is not None and filters.geo.geometry["type"] != "Point")
+
+
+async def _fetch(conn: asyncpg.Connection, sql: str, *params: Any, guarded: bool) -> list[Any]:
+    """Rows of a query; when ``guarded``, in a savepoint whose errors become 400s (the request's
+    transaction stays usable)."""
+    if not guarded:
+        return list(await conn.fetch(sql, *params))
     try:
         async with conn.transaction():  # a savepoint: a bad geometry must not spoil the request's transaction
             return list(await conn.fetch(sql, *params))

@@ -39,7 +39,7 @@ import shapely
 from shapely.geometry import shape
 
 from app.core.db import create_engine, create_sessionmaker
-from app.core.geo import distance_m
+from app.core.geo import distance_m, haversine_m
 from app.core.settings import Settings
 from app.core.times import iso_utc
 from app.standards.ngsi_ld import entities, geo, query, render, service, ssrf
@@ -47,11 +47,15 @@ from app.standards.ngsi_ld.entities import Filters, Row
 
 log = logging.getLogger(__name__)
 PASS_S = 0.1
+# a subscription without throttling still gets at most one notification per this many seconds:
+# changes within it are merged, which bounds the POSTs to (subscriptions / COALESCE_S) per second
+COALESCE_S = 0.5
 RELOAD_S = 30.0
 FLUSH_S = 1.0
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 MAX_IN_FLIGHT = 200
 DEG_PER_M = 1 / 111_000
+LOCK_KEY = 0x6E677369  # "ngsi"
 
 
 @dataclass
@@ -149,6 +153,8 @@ class Notifier:
 
     async def _listen(self) -> None:
         self.listener = await asyncpg.connect(self.settings.asyncpg_dsn)
+        # one notifier delivers; a second one waits here until the first's connection ends
+        await self.listener.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
         await self.listener.add_listener("space_state", self._on_space_state)
         await self.listener.add_listener("ngsi_subscriptions", self._on_subscriptions)
         self.reload_wanted = True
@@ -215,7 +221,7 @@ class Notifier:
         elif changed:
             await self._changes(changed)  # keep the last-seen state current
         for sub in self.subs.values():
-            if sub.pending and not sub.busy and time.monotonic() - sub.last_sent >= sub.throttling_s:
+            if sub.pending and not sub.busy and time.monotonic() - sub.last_sent >= max(sub.throttling_s, COALESCE_S):
                 self._deliver(sub)
 
     async def _changes(self, space_ids: set[str]) -> list[tuple[Row, set[str]]]:
@@ -357,10 +363,15 @@ def _selected(selector: dict[str, str], row: Row) -> bool:
 
 def _geo_holds(sub: Sub, row: Row) -> bool:
     assert sub.geo is not None
-    target = shape(row.kv["location"])
     relation = sub.geo.relation
+    target = shape(row.kv["location"]) if relation != "near" or row.kv["location"]["type"] != "Point" else None
     if relation == "near":
-        metres = distance_m(sub.shape, target)
+        point, kind = sub.geo.point, row.kv["location"]["type"]
+        if point is not None and kind == "Point":  # the common case, without shapely
+            lon, lat = row.kv["location"]["coordinates"][:2]
+            metres = haversine_m(point[1], point[0], lat, lon)
+        else:
+            metres = distance_m(sub.shape, target)
         if sub.geo.max_distance_m is not None:
             return metres <= sub.geo.max_distance_m
         return metres >= (sub.geo.min_distance_m or 0.0)
