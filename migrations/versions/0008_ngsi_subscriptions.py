@@ -51,11 +51,11 @@ def upgrade() -> None:
         CREATE FUNCTION ngsi_subscriptions_changed() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
             PERFORM pg_notify('ngsi_subscriptions', '');
-            RETURN NULL;
+            RETURN NULL;  -- one notification per transaction: NOTIFY folds equal payloads
         END $$""")
     op.execute("""
         CREATE TRIGGER ngsi_subscriptions_changed AFTER INSERT OR DELETE OR UPDATE OF spec, status, expires_at
-        ON ngsi_subscriptions FOR EACH STATEMENT EXECUTE FUNCTION ngsi_subscriptions_changed()""")
+        ON ngsi_subscriptions FOR EACH ROW EXECUTE FUNCTION ngsi_subscriptions_changed()""")
 
 
 def downgrade() -> None:

@@ -32,17 +32,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-import httpx
 import numpy as np
 import orjson
 import shapely
 from shapely.geometry import shape
 
 from app.core.db import create_engine, create_sessionmaker
-from app.core.geo import distance_m, haversine_m
+from app.core.geo import EARTH_RADIUS_M, distance_m, haversine_m
 from app.core.settings import Settings
 from app.core.times import iso_utc
-from app.standards.ngsi_ld import entities, geo, query, render, service, ssrf
+from app.standards.ngsi_ld import entities, geo, http_post, query, render, service, ssrf
 from app.standards.ngsi_ld.entities import Filters, Row
 
 log = logging.getLogger(__name__)
@@ -56,6 +55,7 @@ BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 MAX_IN_FLIGHT = 200
 DEG_PER_M = 1 / 111_000
 LOCK_KEY = 0x6E677369  # "ngsi"
+SSRF_RECHECK_S = 10.0  # an endpoint's address is checked again at most this long after the last check
 
 
 @dataclass
@@ -101,8 +101,7 @@ class Notifier:
         self.reload_wanted = True
         self.stats: dict[str, Stats] = {}
         self.wake = asyncio.Event()
-        self.http = httpx.AsyncClient(timeout=settings.notify_timeout_s, follow_redirects=False,
-                                      limits=httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=100))
+        self.http = http_post.Poster(timeout_s=settings.notify_timeout_s)
         self.in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         self.tasks: set[asyncio.Task[None]] = set()
         self.listener: asyncpg.Connection | None = None
@@ -111,6 +110,9 @@ class Notifier:
         # geo prefilter: one row per subscription with a geoQ (min lon, min lat, max lon, max lat)
         self._boxes = np.zeros((0, 4))
         self._boxed: list[Sub] = []
+        self._checked: dict[str, float] = {}  # endpoint URI → when it last passed the SSRF rules
+        self._near: list[Sub] = []
+        self._near_xyr = np.zeros((0, 3))
         self._unboxed: list[Sub] = []
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -148,7 +150,7 @@ class Notifier:
             await self.flush_stats()
         if self.listener is not None and not self.listener.is_closed():
             await self.listener.close()
-        await self.http.aclose()
+        await self.http.close()
         await self.engine.dispose()
 
     async def _listen(self) -> None:
@@ -191,7 +193,16 @@ class Notifier:
                 sub.pending, sub.busy, sub.last_sent = old.pending, old.busy, old.last_sent
             fresh[sub.id] = sub
         self.subs = fresh
-        self._boxed = [s for s in fresh.values() if s.geo is not None]
+        # near a point within a distance: one vectorised distance per changed point entity
+        self._near = [s for s in fresh.values() if s.geo is not None and s.geo.point is not None
+                      and s.geo.max_distance_m is not None]
+        xyr = []
+        for s in self._near:
+            assert s.geo is not None and s.geo.point is not None
+            xyr.append((*s.geo.point, s.geo.max_distance_m))
+        self._near_xyr = np.array(xyr, dtype=float).reshape(-1, 3)
+        near = {s.id for s in self._near}
+        self._boxed = [s for s in fresh.values() if s.geo is not None and s.id not in near]
         self._unboxed = [s for s in fresh.values() if s.geo is None]
         self._boxes = np.array([s.bbox for s in self._boxed]) if self._boxed else np.zeros((0, 4))
         if not self.last:
@@ -215,8 +226,8 @@ class Notifier:
         changed, self.changed = self.changed, set()
         if changed and self.subs:
             for row, attrs in await self._changes(changed):
-                for sub in self._candidates(row):
-                    if _wants(sub, row, attrs):
+                for sub, geo_holds in self._candidates(row):
+                    if _wants(sub, row, attrs, geo_holds):
                         sub.pending[row.id] = row
         elif changed:
             await self._changes(changed)  # keep the last-seen state current
@@ -248,13 +259,23 @@ class Notifier:
                 out.append((row, diff))
         return out
 
-    def _candidates(self, row: Row) -> list[Sub]:
-        found = [s for s in self._unboxed if row.kv["type"] in s.types]
+    def _candidates(self, row: Row) -> list[tuple[Sub, bool]]:
+        """The subscriptions ``row`` may concern, each with whether its geoQ is already known to hold."""
+        kind = row.kv["type"]
+        found = [(s, False) for s in self._unboxed if kind in s.types]
+        location = row.kv["location"]
+        if self._near and location["type"] == "Point":
+            lon, lat = location["coordinates"][:2]
+            xyr = self._near_xyr
+            hit = np.flatnonzero(_haversine(lon, lat, xyr[:, 0], xyr[:, 1]) <= xyr[:, 2])
+            found += [(self._near[i], True) for i in hit if kind in self._near[i].types]
+        elif self._near:
+            found += [(s, False) for s in self._near if kind in s.types]
         if self._boxed:
             x0, y0, x1, y1 = _bounds(row.kv["location"])
             b = self._boxes
             hit = np.flatnonzero((b[:, 0] <= x1) & (b[:, 2] >= x0) & (b[:, 1] <= y1) & (b[:, 3] >= y0))
-            found += [self._boxed[i] for i in hit if row.kv["type"] in self._boxed[i].types]
+            found += [(self._boxed[i], False) for i in hit if kind in self._boxed[i].types]
         return found
 
     # --- delivery -------------------------------------------------------------------------------
@@ -287,16 +308,18 @@ class Notifier:
             self.wake.set()
 
     async def _post(self, sub: Sub, body: bytes, headers: dict[str, str]) -> str | None:
-        try:
-            await ssrf.check(sub.uri, self.allow)
-        except ssrf.EndpointRefused as exc:
-            return str(exc)
+        if time.monotonic() - self._checked.get(sub.uri, -SSRF_RECHECK_S) >= SSRF_RECHECK_S:
+            try:
+                await ssrf.check(sub.uri, self.allow)
+            except ssrf.EndpointRefused as exc:
+                return str(exc)
+            self._checked[sub.uri] = time.monotonic()
         async with self.in_flight:
             try:
-                response = await self.http.post(sub.uri, content=body, headers=headers)
-            except httpx.HTTPError as exc:
+                status = await self.http.post(sub.uri, body, headers)
+            except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
                 return f"{type(exc).__name__}: {exc}"[:500]
-        return None if response.status_code < 300 else f"HTTP {response.status_code}"
+        return None if 200 <= status < 300 else f"HTTP {status}"
 
     async def flush_stats(self) -> None:
         stats, self.stats = self.stats, {}
@@ -343,14 +366,14 @@ def _sub(row: Any) -> Sub:
         throttling_s=float(throttling or 0), expires_at=expires)
 
 
-def _wants(sub: Sub, row: Row, changed: set[str]) -> bool:
+def _wants(sub: Sub, row: Row, changed: set[str], geo_holds: bool = False) -> bool:
     if sub.watched is not None and not (sub.watched & changed):
         return False
     if sub.selectors and not any(_selected(s, row) for s in sub.selectors):
         return False
     if sub.q is not None and not query.matches(sub.q, row.kv):
         return False
-    return sub.geo is None or _geo_holds(sub, row)
+    return sub.geo is None or geo_holds or _geo_holds(sub, row)
 
 
 def _selected(selector: dict[str, str], row: Row) -> bool:
@@ -380,6 +403,12 @@ def _geo_holds(sub: Sub, row: Row) -> bool:
     return bool(test(target, sub.shape))
 
 
+def _haversine(lon: float, lat: float, lons: np.ndarray, lats: np.ndarray) -> np.ndarray:
+    p1, p2 = np.radians(lat), np.radians(lats)
+    a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(np.radians(lons - lon) / 2) ** 2
+    return np.asarray(2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0))))
+
+
 def _bounds(location: dict[str, Any]) -> tuple[float, float, float, float]:
     if location["type"] == "Point":
         x, y = location["coordinates"][:2]
@@ -388,9 +417,25 @@ def _bounds(location: dict[str, Any]) -> tuple[float, float, float, float]:
     return float(x0), float(y0), float(x1), float(y1)
 
 
+_BODIES: dict[tuple[str, object, bool], dict[str, Any]] = {}
+
+
+def _body(row: Row, sub: Sub) -> dict[str, Any]:
+    """An entity's notified form; the same change sent to many subscriptions is rendered once."""
+    if sub.attrs is not None:
+        return render.entity_body(row, key_values=sub.key_values, attrs=sub.attrs)
+    key = (row.id, row.observed_at, sub.key_values)
+    body = _BODIES.get(key)
+    if body is None or body.get("status") != row.kv.get("status"):
+        if len(_BODIES) > 100_000:
+            _BODIES.clear()
+        body = _BODIES[key] = render.entity_body(row, key_values=sub.key_values, attrs=None)
+    return body
+
+
 def _notification(sub: Sub, batch: list[Row], settings: Settings) -> tuple[bytes, dict[str, str]]:
     base = settings.public_url
-    data = [render.entity_body(r, key_values=sub.key_values, attrs=sub.attrs) for r in batch]
+    data = [_body(r, sub) for r in batch]
     body: dict[str, Any] = {"id": f"urn:ngsi-ld:Notification:{uuid.uuid4()}", "type": "Notification",
                             "subscriptionId": sub.id, "notifiedAt": iso_utc(datetime.now(UTC)), "data": data}
     headers = {"Content-Type": sub.accept, "User-Agent": "citypark-notifier"}
