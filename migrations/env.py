@@ -17,6 +17,7 @@ import app.inventory.models  # noqa: F401
 import app.keys.models  # noqa: F401
 import app.occupancy.models  # noqa: F401
 import app.passages.models  # noqa: F401
+import app.standards.models  # noqa: F401
 from app.core.db import Base, create_engine, include_object
 from app.core.settings import Settings
 

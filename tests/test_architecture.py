@@ -20,8 +20,9 @@ PACKAGES = ("app", "sensors", "matching", "migrations", "bench")
 MATCHING_FORBIDDEN = ("app", "sensors", "sqlalchemy", "asyncpg", "geoalchemy2", "fastapi",
                       "starlette", "httpx", "uvicorn", "paho", "alembic")
 # Lowest first: each may import only the ones before it (and matching/, the pure engine).
-LAYERS = ("app.core", "app.occupancy", "app.passages", "app.inventory", "app.devices", "app.keys", "app.availability", "app.history",
-          "app.forecast", "app.assignments", "app.enforcement", "app.demo", "app.cli_lazy", "app.cli", "app.api")
+LAYERS = ("app.core", "app.occupancy", "app.passages", "app.inventory", "app.devices", "app.keys",
+          "app.availability", "app.history", "app.forecast", "app.assignments", "app.enforcement",
+          "app.standards", "app.demo", "app.cli_lazy", "app.cli", "app.api")
 
 
 def imports_of(path: Path) -> set[str]:

@@ -22,11 +22,13 @@ from app.api.cors import CORSMiddleware
 from app.api.routes import (
     admin,
     assignments,
+    datex2,
     enforcement,
     facilities,
     forecast,
     health,
     ingest_metrics,
+    ngsi_ld,
     operators,
     passages,
     rules,
@@ -54,6 +56,7 @@ ROUTERS: list[APIRouter] = [
     health.router, ingest_metrics.router, operators.router, rules.router, web.router,
     forecast.router,
     passages.router,
+    ngsi_ld.router, datex2.router,
 ]
 
 

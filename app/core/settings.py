@@ -82,6 +82,13 @@ class Settings(BaseSettings):
     lorawan_fallback_dedup_s: int = 600  # uplinks timed by their arrival: same fCnt this close = one event
     plate_key: str = DEV_PLATE_KEY  # secret of the plates' keyed hash
     plate_retention_days: int = Field(default=30, ge=1)
+    # NGSI-LD notifications (citypark notify): endpoint allow-list (hosts, IPs or CIDRs, comma-separated;
+    # loopback and private addresses are refused unless listed), per-request timeout, delivery attempts
+    notify_allow: str = ""
+    notify_timeout_s: float = 5.0
+    notify_attempts: int = Field(default=6, ge=1)
+    # where citypark is reached from outside (the @context URL in notifications)
+    public_url: str = "http://127.0.0.1:8000"
 
     @field_validator("database_url")
     @classmethod

@@ -23,3 +23,9 @@ def fresh_sql(alias: str = "st", stale: str = ":stale", now: str = "now()") -> s
     within ``stale`` seconds (a bind parameter or expression) before ``now``; NULL when never."""
     return f"({alias}.last_seen > {now} - make_interval(secs => {stale}))"
 
+
+
+def status_sql(alias: str = "ss", stale: str = "$1") -> str:
+    """SQL for :func:`space_status` over a ``space_state`` alias (``stale``: seconds)."""
+    return (f"CASE WHEN {alias}.occupied IS NULL OR NOT coalesce({fresh_sql(alias, stale)}, false) "
+            f"THEN 'unknown' WHEN {alias}.occupied THEN 'occupied' ELSE 'free' END")

@@ -62,6 +62,18 @@ WHO: dict[tuple[str, str], str] = {
     ("POST", "/v1/admin/rules"): "admin",
     ("GET", "/v1/admin/rules/{rule_id}"): "admin",
     ("DELETE", "/v1/admin/rules/{rule_id}"): "admin",
+    # standards (issue 15): NGSI-LD reads and DATEX II are public; any operator (or admin) subscribes
+    ("GET", "/ngsi-ld/v1/entities"): "public",
+    ("GET", "/ngsi-ld/v1/entities/{entity_id}"): "public",
+    ("GET", "/ngsi-ld/v1/types"): "public",
+    ("GET", "/ngsi-ld/v1/types/{type_name}"): "public",
+    ("GET", "/ngsi-ld/contexts/{name}"): "public",
+    ("POST", "/ngsi-ld/v1/subscriptions"): "any_operator",
+    ("GET", "/ngsi-ld/v1/subscriptions"): "any_operator",
+    ("GET", "/ngsi-ld/v1/subscriptions/{subscription_id}"): "any_operator",
+    ("DELETE", "/ngsi-ld/v1/subscriptions/{subscription_id}"): "any_operator",
+    ("GET", "/datex2/v3/parking-table"): "public",
+    ("GET", "/datex2/v3/parking-status"): "public",
 }
 # Endpoints of CONTRACT.md: they must exist (the others in WHO are additions).
 CONTRACT = {k for k in WHO if not k[1].startswith("/v1/admin") and not k[1].endswith(".csv")}
@@ -73,6 +85,7 @@ ALLOWED = {
     "driver": {"driver", "other_driver", "admin"},
     "owner": {"driver", "admin"},
     "operator": {"operator", "admin"},
+    "any_operator": {"operator", "other_operator", "admin"},
     "enforcement": {"enforcement", "admin"},
     "admin": {"admin"},
 }
@@ -147,7 +160,9 @@ async def world(fresh_db: Any) -> World:
     sensor = await _sql(settings, "SELECT id FROM sensors WHERE operator_id = 'tiedong-city' ORDER BY id LIMIT 1")
     rule = await _sql(settings, "SELECT min(id) FROM parking_rules")
     values = {"operator_id": "tiedong-city", "sensor_id": sensor, "facility_id": "s219-00",
-              "key_id": key_id, "rule_id": str(rule), "assignment_id": str(uuid.uuid4())}
+              "key_id": key_id, "rule_id": str(rule), "assignment_id": str(uuid.uuid4()),
+              "entity_id": "urn:ngsi-ld:ParkingSpot:none", "type_name": "ParkingSpot", "name": "citypark.jsonld",
+              "subscription_id": "urn:ngsi-ld:Subscription:none"}
     return World(settings, headers, values)
 
 
@@ -215,7 +230,10 @@ async def test_matrix(api: httpx.AsyncClient, world: World, caller: str) -> None
             failures.append(f"{method} {path} as {caller}: {response.status_code}, expected {want}: "
                             f"{response.text[:200]}")
         elif response.status_code in (401, 403, 404) and want != PUBLIC:
-            assert set(response.json()) == {"error", "detail"}
+            if path.startswith("/ngsi-ld/"):  # RFC 7807 ProblemDetails, with citypark's two fields
+                assert {"type", "title", "error", "detail"} <= set(response.json())
+            else:
+                assert set(response.json()) == {"error", "detail"}
     assert not failures, "\n".join(failures)
 
 

@@ -62,7 +62,8 @@ def _fuzz(app: Any, admin: dict[str, str]) -> None:
         @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
         def run(case: Any) -> None:
-            calls[case.operation.path] = calls.get(case.operation.path, 0) + 1
+            label = f"{case.operation.method.upper()} {case.operation.path}"  # one path may have several methods
+            calls[label] = calls.get(label, 0) + 1
             case.call_and_validate(headers=admin, checks=CHECKS)
 
         try:

@@ -1,0 +1,1 @@
+"""citypark as an NGSI-LD context source for the FIWARE parking data models (docs/standards.md)."""
