@@ -194,11 +194,3 @@ def main() -> None:
     assert isinstance(group, cli_lazy.LazyGroup)
     cli_lazy.register_plugins(group)  # plugin commands are imported only when run
     group()
-
-
-# issue 17: history import and forecasts (their own packages)
-from app.forecast.cli import forecast_cli  # noqa: E402
-from app.history.cli import import_history  # noqa: E402
-
-cli.command("import-history")(import_history)
-cli.add_typer(forecast_cli, name="forecast")

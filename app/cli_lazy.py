@@ -24,6 +24,9 @@ PLUGIN_HELP = {
     "evaluate": "Agent-based simulation of the matching policies (pure, no database).",
     "ingest": "MQTT ingest workers: shared subscription, batched idempotent writes, acks after commit.",
     "simulate": "Publish realistic sensor traffic for the seeded district over MQTT.",
+    "notify": "Deliver NGSI-LD subscription notifications from ingest's change feed (runs until stopped).",
+    "forecast": "Free-space forecasts: train the model, evaluate it against the baselines.",
+    "import-history": "Load a CSV of past counts or sensor events (validated, all or nothing).",
 }
 
 

@@ -244,3 +244,25 @@ async def facility_history(
         s, facility_id=facility_id, since=since, until=until, step_s=step_s), session)
     return HistoryOut(facility_id=facility_id, since=since, until=until, step_s=step_s,
                       points=points)
+
+
+@router.get(
+    "/{facility_id}/sensors", response_model=list[SensorOut],
+    summary="The facility's sensors with their health (battery, temperature, radio, resets)",
+    responses={**ERROR_RESPONSES},
+)
+async def facility_sensors(
+    facility_id: FacilityId, request: Request, response: Response, session: SessionDep, settings: SettingsDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> list[dict[str, Any]]:
+    await availability_service.facility(
+        session, facility_id=facility_id, now=datetime.now(UTC),
+        stale_after_s=settings.stale_after_s, timezone=settings.timezone)  # 404 for an unknown id
+    items, total = await device_health.facility_sensors(session, facility_id=facility_id, limit=limit,
+                                                        offset=offset)
+    response.headers["X-Total-Count"] = str(total)
+    if offset + len(items) < total:
+        nxt = request.url.include_query_params(limit=limit, offset=offset + len(items))
+        response.headers["Link"] = f'<{nxt}>; rel="next"'
+    return items
