@@ -242,7 +242,12 @@ def _count(message: Message, directory: Directory, now: datetime, skew: float, s
 
 
 def _timestamp(body: Mapping[str, Any], now: datetime, skew: float) -> datetime:
-    raw = body.get("observed_at")
+    return parse_observed_at(body.get("observed_at"), now, skew)
+
+
+def parse_observed_at(raw: Any, now: datetime, skew: float) -> datetime:
+    """``observed_at`` as UTC: RFC 3339 with an offset, not ahead of ``now`` by more than ``skew``
+    seconds, not before 2000; else :class:`Rejected` (the rule every input path keeps)."""
     if not isinstance(raw, str) or len(raw) > 40:
         raise Rejected("invalid_field", "observed_at must be an RFC 3339 timestamp")
     try:

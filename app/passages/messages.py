@@ -19,12 +19,12 @@ import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
 import orjson
 
-from app.occupancy.messages import EPOCH_FLOOR, FacilityInfo, Rejected
+from app.occupancy.messages import FacilityInfo, Rejected, parse_observed_at
 
 MAX_PASSAGE_BYTES = 4096
 MAX_LIST = 1000
@@ -128,7 +128,7 @@ def validate(body: Any, *, facility_id: str, now: datetime, max_clock_skew_s: fl
     direction = body.get("direction")
     if direction not in ("in", "out") and not (direction is None and void_of):
         raise Rejected("invalid_field", "direction must be 'in' or 'out' (it may be left out only with void_of)")
-    observed_at = _timestamp(body.get("observed_at"), now, max_clock_skew_s)
+    observed_at = parse_observed_at(body.get("observed_at"), now, max_clock_skew_s)
     lane = _text(body, "lane", 50)
     plate = _text(body, "plate", 20)
     digest = plate_hash(plate, plate_key) if plate else None
@@ -161,17 +161,3 @@ def _text(body: Mapping[str, Any], name: str, limit: int) -> str | None:
     return value.strip()
 
 
-def _timestamp(raw: Any, now: datetime, skew: float) -> datetime:
-    if not isinstance(raw, str) or len(raw) > 40:
-        raise Rejected("invalid_field", "observed_at must be an RFC 3339 timestamp")
-    try:
-        value = datetime.fromisoformat(raw)
-    except ValueError:
-        raise Rejected("bad_timestamp", f"observed_at {raw!r} is not RFC 3339") from None
-    if value.tzinfo is None:
-        raise Rejected("bad_timestamp", "observed_at needs a UTC offset")
-    if value > now + timedelta(seconds=skew):
-        raise Rejected("timestamp_in_future", f"observed_at {raw} is ahead of the server clock")
-    if value < EPOCH_FLOOR:
-        raise Rejected("timestamp_before_2000", f"observed_at {raw} is before 2000")
-    return value.astimezone(UTC)
