@@ -44,7 +44,7 @@ from matching.geo import haversine_m, project
 
 MODEL = matching.CostModel()
 MAX_LIMIT = 100
-TERMINAL = ("arrived", "expired", "cancelled")
+TERMINAL = ("arrived", "expired", "cancelled", "lost")
 
 
 @dataclass(frozen=True)
@@ -345,13 +345,18 @@ def view(row: Any) -> dict[str, Any]:
            "facility_id": row["facility_id"], "lat": row["target_lat"], "lon": row["target_lon"],
            "distance_m": round(haversine_m(row["lat"], row["lon"], row["target_lat"], row["target_lon"]), 1),
            "expires_at": row["expires_at"], "updated_at": row["updated_at"],
-           "previous_space_ids": list(row["previous_space_ids"] or [])}
+           "previous_space_ids": list(row["previous_space_ids"] or []), "reason": row["reason"]}
     return out
 
 
 async def set_status(session: AsyncSession | AsyncConnection, assignment_id: uuid.UUID, status: str) -> bool:
     """Move an active assignment to ``status`` (a terminal one ends the hold now)."""
     return (await session.execute(sql.SET_STATUS, {"id": assignment_id, "status": status})).first() is not None
+
+
+async def set_lost(session: AsyncSession | AsyncConnection, assignment_id: uuid.UUID, reason: str) -> bool:
+    """End an active assignment as ``lost`` (its space taken, nothing else fits) with ``reason``."""
+    return (await session.execute(sql.SET_LOST, {"id": assignment_id, "reason": reason})).first() is not None
 
 
 async def expire_if_due(session: AsyncSession, row: Any) -> Any:

@@ -117,8 +117,8 @@ RETURNING id, expires_at
 """)
 
 GET_ASSIGNMENT = text("""
-SELECT a.id, a.key_id, a.space_id, a.facility_id, a.status, a.lat, a.lon, a.dest_lat, a.dest_lon,
-       a.preferences, a.previous_space_ids, a.created_at, a.updated_at, a.expires_at,
+SELECT a.id, a.key_id, a.space_id, a.facility_id, a.status, a.reason, a.lat, a.lon, a.dest_lat, a.dest_lon,
+       coalesce(a.origin_lat, a.lat) AS origin_lat, coalesce(a.origin_lon, a.lon) AS origin_lon, a.preferences, a.previous_space_ids, a.created_at, a.updated_at, a.expires_at,
        upper(a.hold) AS hold_until, now() AS now,
        coalesce(ST_Y(s.geom), ST_Y(f.entrance)) AS target_lat,
        coalesce(ST_X(s.geom), ST_X(f.entrance)) AS target_lon,
@@ -139,7 +139,19 @@ WHERE id = :id AND status IN {ACTIVE}
 RETURNING id
 """)
 
-SET_POSITION = text("UPDATE assignments SET lat = :lat, lon = :lon, updated_at = now() WHERE id = :id")
+# The first report keeps the request's point (``origin_*``): re-assignment searches around it.
+SET_POSITION = text("""
+UPDATE assignments SET origin_lat = coalesce(origin_lat, lat), origin_lon = coalesce(origin_lon, lon),
+       lat = :lat, lon = :lon, updated_at = now()
+WHERE id = :id""")
+
+# Nothing fits around the driver's goal any more: the assignment ends ``lost`` with a reason.
+SET_LOST = text(f"""
+UPDATE assignments SET status = 'lost', reason = :reason, updated_at = now(),
+       hold = tstzrange(lower(hold), greatest(lower(hold), least(upper(hold), now())))
+WHERE id = :id AND status IN {ACTIVE}
+RETURNING id
+""")
 
 MOVE_HOLD = text(f"""
 UPDATE assignments SET space_id = :space_id, facility_id = :facility_id, status = 'reassigned',
@@ -153,6 +165,7 @@ RETURNING id
 # that one API process handles each, the others skip it.
 LOST_HOLDS = text(f"""
 SELECT a.id, a.space_id, a.facility_id, a.lat, a.lon, a.dest_lat, a.dest_lon, a.preferences,
+       coalesce(a.origin_lat, a.lat) AS origin_lat, coalesce(a.origin_lon, a.lon) AS origin_lon,
        ST_Y(s.geom) AS space_lat, ST_X(s.geom) AS space_lon
 FROM assignments a JOIN space_state st ON st.space_id = a.space_id JOIN spaces s ON s.id = a.space_id
 WHERE a.status IN {ACTIVE} AND upper(a.hold) > now() AND st.occupied
@@ -164,6 +177,7 @@ FOR UPDATE OF a SKIP LOCKED
 # Other active space holds near a point: holders the monotone re-assignment may move.
 NEARBY_HOLDS = text(f"""
 SELECT a.id, a.space_id, a.facility_id, a.lat, a.lon, a.dest_lat, a.dest_lon, a.preferences,
+       coalesce(a.origin_lat, a.lat) AS origin_lat, coalesce(a.origin_lon, a.lon) AS origin_lon,
        ST_Y(s.geom) AS space_lat, ST_X(s.geom) AS space_lon, s.accessible, s.ev
 FROM assignments a JOIN spaces s ON s.id = a.space_id
 WHERE a.status IN {ACTIVE} AND upper(a.hold) > now() AND a.id <> :id
