@@ -190,6 +190,35 @@ async def free_spaces_sql(conn: AsyncConnection | AsyncSession, request: Assignm
              "distance_m": round(o.distance_m, 1)} for o in options]
 
 
+def _free_params(settings: Settings, eligibility: Eligibility, *, accessible: bool, ev: bool,
+                 k: int) -> dict[str, Any]:
+    return {"acc": accessible, "ev": ev, "k": k, "stale": float(settings.stale_after_s),
+            "closed": sorted(eligibility.closed), "blocked": sorted(eligibility.blocked_spaces)}
+
+
+async def free_page_sql(conn: AsyncConnection | AsyncSession, request: AssignmentRequest, *, limit: int,
+                        after: Any, settings: Settings, eligibility: Eligibility) -> tuple[list[dict[str, Any]], Any]:
+    """A page of ``GET /v1/spaces/free`` from PostGIS after the cursor ``after`` (dot, id, metres),
+    with the next page's cursor (None on the last page)."""
+    params = {**_free_params(settings, eligibility, accessible=request.accessible, ev=request.ev, k=limit + 1),
+              "lat": request.lat, "lon": request.lon, "radius": request.radius_m,
+              "after_m": None if after is None else after[2], "after_id": None if after is None else after[1]}
+    rows = [dict(r) for r in (await conn.execute(sql.FREE_PAGE, params)).mappings()]
+    page = [{**r, "distance_m": round(r["distance_m"], 1)} for r in rows[:limit]]
+    last = rows[limit - 1] if len(rows) > limit else None
+    return page, None if last is None else (None, last["space_id"], last["distance_m"])
+
+
+async def free_in_bbox_sql(conn: AsyncConnection | AsyncSession, bbox: tuple[float, float, float, float], *,
+                           limit: int, accessible: bool, ev: bool, after_id: str | None, settings: Settings,
+                           eligibility: Eligibility) -> tuple[list[dict[str, Any]], bool]:
+    """Free spaces in ``bbox`` from PostGIS, by id after ``after_id``; and whether more follow."""
+    params = {**_free_params(settings, eligibility, accessible=accessible, ev=ev, k=limit + 1),
+              **dict(zip(("minx", "miny", "maxx", "maxy"), bbox, strict=True)), "after_id": after_id}
+    rows = [dict(r) for r in (await conn.execute(sql.FREE_IN_BBOX, params)).mappings()]
+    return rows[:limit], len(rows) > limit
+
+
 def plan(batch: Batch, options: list[list[Option]], *, eligibility: Eligibility,
          now: datetime) -> list[list[Option]]:
     """Solve the batch exactly; each request's options: its pick, then its others by cost.

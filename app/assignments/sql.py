@@ -54,6 +54,32 @@ CROSS JOIN LATERAL (
 ORDER BY r.n, c.distance_m, c.id
 """)
 
+# ``GET /v1/spaces/free`` pages before the in-memory index has loaded: nearest first after the
+# previous page's last (metres, id), and free spaces in a box by id after the last id.
+FREE_PAGE = text(f"""
+SELECT id AS space_id, facility_id, lat, lon, distance_m FROM (
+    SELECT s.id, s.facility_id, ST_Y(s.geom) AS lat, ST_X(s.geom) AS lon,
+           ST_Distance(CAST(s.geom AS geography), p.g, false) AS distance_m
+    FROM (SELECT CAST(ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS geography) AS g) p,
+         spaces s JOIN space_state st ON st.space_id = s.id
+    WHERE {_FREE_SPACE} AND (NOT :acc OR s.accessible) AND (NOT :ev OR s.ev)
+      AND ST_DWithin(CAST(s.geom AS geography), p.g, :radius, false)
+) c
+WHERE CAST(:after_m AS float8) IS NULL OR (distance_m, id) > (CAST(:after_m AS float8), CAST(:after_id AS text))
+ORDER BY distance_m, id
+LIMIT :k
+""")
+
+FREE_IN_BBOX = text(f"""
+SELECT s.id AS space_id, s.facility_id, ST_Y(s.geom) AS lat, ST_X(s.geom) AS lon, s.accessible, s.ev
+FROM spaces s JOIN space_state st ON st.space_id = s.id
+WHERE {_FREE_SPACE} AND (NOT :acc OR s.accessible) AND (NOT :ev OR s.ev)
+  AND s.geom && ST_MakeEnvelope(:minx, :miny, :maxx, :maxy, 4326)
+  AND (CAST(:after_id AS text) IS NULL OR s.id > CAST(:after_id AS text))
+ORDER BY s.id
+LIMIT :k
+""")
+
 # Gate-counted facilities: free places = fresh count minus facility-level holds.
 COUNTED = text(f"""
 SELECT f.id, ST_Y(f.entrance) AS lat, ST_X(f.entrance) AS lon, c.free - coalesce(h.n, 0) AS places,
@@ -118,7 +144,8 @@ RETURNING id, expires_at
 
 GET_ASSIGNMENT = text("""
 SELECT a.id, a.key_id, a.space_id, a.facility_id, a.status, a.reason, a.lat, a.lon, a.dest_lat, a.dest_lon,
-       coalesce(a.origin_lat, a.lat) AS origin_lat, coalesce(a.origin_lon, a.lon) AS origin_lon, a.preferences, a.previous_space_ids, a.created_at, a.updated_at, a.expires_at,
+       coalesce(a.origin_lat, a.lat) AS origin_lat, coalesce(a.origin_lon, a.lon) AS origin_lon,
+       a.preferences, a.previous_space_ids, a.created_at, a.updated_at, a.expires_at,
        upper(a.hold) AS hold_until, now() AS now,
        coalesce(ST_Y(s.geom), ST_Y(f.entrance)) AS target_lat,
        coalesce(ST_X(s.geom), ST_X(f.entrance)) AS target_lon,
