@@ -87,9 +87,11 @@ async def test_nothing_left_near_the_request_ends_lost_with_reason_on_the_stream
         again = await client.post(url + "/position", json={"lat": ASKED[0], "lon": ASKED[1]}, headers=driver)
     assert [e["status"] for e in events] == ["held", "lost"]
     assert events[-1]["reason"] == "no_free_space"
-    assert final["status"] == "lost" and final["reason"] == "no_free_space"
+    assert final["status"] == "lost"
+    assert final["reason"] == "no_free_space"
     assert final["space_id"] == held["space_id"]
     assert again.status_code == 409  # ended: no further change
     rows = await fetch(settings, "SELECT status, upper(hold) <= now() AS released FROM assignments WHERE id = $1",
                        held["id"])
-    assert rows[0]["status"] == "lost" and rows[0]["released"]
+    assert rows[0]["status"] == "lost"
+    assert rows[0]["released"]
