@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import quote, unquote_plus
 
 import orjson
 from starlette.requests import Request
@@ -48,11 +48,19 @@ def decode_cursor(token: str | None) -> Any:
 
 
 def next_url(request: Request, **changes: str | None) -> str:
-    """This request's root-relative URL with ``changes`` applied (None drops a parameter)."""
-    pairs = [(k, v) for k, v in parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True)
-             if k not in changes]
-    pairs += [(k, v) for k, v in changes.items() if v is not None]
-    return f"{request.scope.get('root_path', '')}{request.scope['path']}?{urlencode(pairs)}"
+    """This request's root-relative URL with ``changes`` applied (None drops a parameter).
+
+    The other parameters are kept as the client sent them (still percent-encoded): string work
+    on the raw query, since the hot routes send this link on most answers."""
+    raw = request.scope["query_string"].decode("latin-1")
+    kept = [p for p in raw.split("&") if p and _name(p) not in changes]
+    kept += [f"{k}={quote(v, safe='')}" for k, v in changes.items() if v is not None]
+    return f"{request.scope.get('root_path', '')}{request.scope['path']}?{'&'.join(kept)}"
+
+
+def _name(pair: str) -> str:
+    name = pair.partition("=")[0]
+    return unquote_plus(name) if "%" in name or "+" in name else name
 
 
 def headers(request: Request, *, total: int | None = None, **next_changes: str | None) -> dict[str, str]:
