@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.api import geojson, hot, paging
 from app.api.deps import transaction
@@ -48,6 +48,12 @@ class FreeSpacesQuery(BaseModel):
     format: Literal["json", "geojson"] = Field("json", description="`geojson`: RFC 7946")
     cursor: str | None = Field(None, max_length=paging.MAX_CURSOR, description=paging.CURSOR_DESCRIPTION)
 
+    @model_validator(mode="after")
+    def _a_point_or_a_box(self) -> FreeSpacesQuery:
+        if self.bbox is None and (self.lat is None or self.lon is None):  # raised as is: the route's 422
+            raise InvalidInput(f"query.{'lat' if self.lat is None else 'lon'}: Field required (or give bbox)")
+        return self
+
 
 class FreeSpaceOut(BaseModel):
     space_id: str
@@ -64,8 +70,8 @@ async def answer_free_spaces(request: Request) -> Response:
     q = hot.query(request, FreeSpacesQuery)
     if q.bbox is not None:
         return await _in_bbox(request, q)
-    if q.lat is None or q.lon is None:
-        raise InvalidInput("give lat and lon (or bbox)")
+    if q.lat is None or q.lon is None:  # refused by the model already; for the type checker
+        raise InvalidInput("query.lat: Field required (or give bbox)")
     if q.limit > service.MAX_LIMIT:
         raise InvalidInput(f"query.limit: at most {service.MAX_LIMIT} nearest (up to {MAX_BBOX_LIMIT} with bbox)")
     state = request.app.state
@@ -102,7 +108,8 @@ def _next(request: Request, nxt: Any) -> dict[str, str]:
 
 async def _in_bbox(request: Request, q: FreeSpacesQuery) -> Response:
     box = parse_bbox(q.bbox)
-    assert box is not None
+    if box is None:
+        raise InvalidInput("query.bbox: Field required")
     after_id = paging.decode_cursor(q.cursor)
     if after_id is not None and not isinstance(after_id, str):
         raise InvalidInput("cursor: not a cursor of this list (take it from the Link header)")
