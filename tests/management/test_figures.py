@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import subprocess
+import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,7 +23,7 @@ from shapely.geometry import Point, shape
 
 from app.core.settings import Settings
 from app.management import pricing
-from tests.conftest import app_client, make_committed_key
+from tests.conftest import ROOT, app_client, make_committed_key
 from tests.management import world as w
 
 PERIOD = {"since": w.A.isoformat(), "until": w.B.isoformat()}
@@ -33,7 +36,7 @@ def history() -> w.World:
 
 
 @pytest.fixture(scope="module")
-async def api(fresh_db: Any, history: w.World) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
+async def api(fresh_db: Any, history: w.World) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str], Settings]]:
     settings: Settings = await fresh_db(management_hold_s=int(w.HOLD.total_seconds()))
     conn = await asyncpg.connect(settings.asyncpg_dsn)
     headers = await make_committed_key(settings, "manager")
@@ -44,7 +47,7 @@ async def api(fresh_db: Any, history: w.World) -> AsyncIterator[tuple[httpx.Asyn
             first = await client.get("/v1/management/utilization", params=PERIOD, headers=headers)
             assert first.status_code == 200, first.text
             await w.store(conn, late_part, inventory=False)
-            yield client, headers
+            yield client, headers, settings
     finally:
         await conn.close()
 
@@ -58,8 +61,8 @@ def _late_part(world: w.World) -> tuple[w.World, w.World]:
                          part(world.passages, late)) for late in (False, True))
 
 
-async def _get(api: tuple[httpx.AsyncClient, dict[str, str]], path: str, **params: Any) -> httpx.Response:
-    client, headers = api
+async def _get(api: tuple[httpx.AsyncClient, dict[str, str], Settings], path: str, **params: Any) -> httpx.Response:
+    client, headers, _ = api
     response = await client.get(f"/v1/management/{path}", params={**PERIOD, **params}, headers=headers)
     assert response.status_code == 200, response.text
     return response
@@ -191,7 +194,7 @@ async def test_csv_has_a_bom_and_the_json_figures(api: Any) -> None:
 
 
 async def test_lists_follow_next_links(api: Any) -> None:
-    client, headers = api
+    client, headers, _ = api
     seen: list[tuple[str, str]] = []
     url: httpx.URL | None = httpx.URL("/v1/management/pricing", params={**PERIOD, "limit": 5})
     total = None
@@ -205,3 +208,27 @@ async def test_lists_follow_next_links(api: Any) -> None:
     assert total == 12
     assert sorted(seen) == sorted(set(seen))
     assert len(seen) == 12
+
+
+def _report(settings: Settings, *args: str) -> list[dict[str, str]]:
+    env = {**os.environ, "CITYPARK_DATABASE_URL": settings.database_url}
+    out = subprocess.run([sys.executable, "-c", "from app.cli import main; main()", "pricing", "report",
+                          "--since", w.A.isoformat(), "--until", w.B.isoformat(), *args],
+                         capture_output=True, cwd=ROOT, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr.decode()
+    assert out.stdout.startswith("\ufeff".encode())
+    return list(csv.DictReader(io.StringIO(out.stdout.decode("utf-8-sig"))))
+
+
+async def test_pricing_report_is_the_endpoint_and_records_once_per_period(api: Any) -> None:
+    settings = api[2]
+    served = (await _get(api, "pricing", format="csv")).content.decode("utf-8-sig")
+    assert _report(settings) == list(csv.DictReader(io.StringIO(served)))
+    moved = [r for r in _report(settings, "--record") if r["recommended_fee"] and float(r["change"])]
+    assert moved, "the world should move F1's fee in some band"
+    after = {(r["facility_id"], r["band"]): r for r in _report(settings)}
+    for r in moved:
+        again = after[(r["facility_id"], r["band"])]
+        assert float(again["change"]) == 0.0
+        assert "per period" in again["reason"]
+        assert float(again["current_fee"]) == float(r["recommended_fee"])
