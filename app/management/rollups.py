@@ -45,10 +45,7 @@ WHERE fac.n > 0 OR agg.g IS NOT NULL
 """
 
 _STAYS = f"""
-WITH sp AS MATERIALIZED (
-    SELECT s.id, s.facility_id FROM spaces s JOIN facilities f ON f.id = s.facility_id
-    WHERE NOT s.no_parking AND NOT f.counted
-), sev AS (
+WITH sev AS (
     SELECT e.space_id, e.observed_at AS t, e.occupied,
            lag(e.occupied) OVER w AS po, lag(e.observed_at) OVER w AS pt, row_number() OVER w AS i
     FROM occupancy_events e
@@ -63,8 +60,9 @@ WITH sp AS MATERIALIZED (
     SELECT space_id, t, m, lag(m) OVER w AS pm, lag(t) OVER w AS ps
     FROM marks WHERE m IS NOT NULL WINDOW w AS (PARTITION BY space_id COLLATE "C" ORDER BY i)
 ), st AS (
-    SELECT sp.facility_id AS g, date_bin('1 hour', m2.t, {ORIGIN}) AS h, extract(epoch FROM m2.t - m2.ps) AS dur
-    FROM m2 JOIN sp ON sp.id = m2.space_id
+    SELECT s.facility_id AS g, date_bin('1 hour', m2.t, {ORIGIN}) AS h, extract(epoch FROM m2.t - m2.ps) AS dur
+    FROM m2 JOIN spaces s ON s.id = m2.space_id AND NOT s.no_parking
+    JOIN facilities f ON f.id = s.facility_id AND NOT f.counted
     WHERE m2.m = 'e' AND m2.pm = 's' AND m2.t >= CAST(:a AS timestamptz)
       AND m2.t - m2.ps <= make_interval(secs => CAST(:stay_max AS float8))
     UNION ALL
@@ -103,6 +101,7 @@ async def recompute(session: AsyncSession, *, a: datetime, b: datetime, hold_s: 
     """Replace the rollups of the hours in ``[a, b)`` (whole UTC hours) with ones from the history."""
     params = {"a": a, "b": b, "hold": float(hold_s), "stay_max": STAY_MAX.total_seconds()}
     await session.execute(text("SET LOCAL work_mem = '128MB'"))
+    await session.execute(text("SET LOCAL jit = off"))  # compiling these plans costs more than running them
     for table in ("management_hourly", "management_stays"):
         await session.execute(text(f"DELETE FROM {table} WHERE hour >= :a AND hour < :b"), {"a": a, "b": b})
     await session.execute(text(_INSERT_HOURLY), params)

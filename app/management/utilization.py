@@ -91,8 +91,8 @@ async def heat(session: AsyncSession, *, period: Period, facility_id: str) -> li
         "FROM management_hourly r JOIN facilities f ON f.id = r.facility_id "
         "WHERE r.facility_id = :fid AND r.hour >= :since AND r.hour < :until GROUP BY 1, 2 ORDER BY 1, 2"),
         {"fid": facility_id, "since": period.since, "until": period.until})
-    return [{**dict(r), "occupancy": _round(r.occupancy), "unknown_share": _round(r.unknown_share)}
-            for r in rows]
+    return [{"weekday": r.weekday, "hour": r.hour, "occupancy": _round(r.occupancy),
+             "unknown_share": _round(r.unknown_share)} for r in rows]
 
 
 def _item(row: dict[str, Any], median: int | None) -> dict[str, Any]:

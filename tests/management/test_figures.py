@@ -95,6 +95,17 @@ async def test_utilization_is_the_brute_force(api: Any, history: w.World, by: st
     _compare(items, w.figures(history, KEY_OF[by]))
 
 
+async def test_heat_table_is_the_brute_force(api: Any, history: w.World) -> None:
+    body = (await _get(api, "facilities/F3/heat")).json()
+    fac = history.facilities["F3"]
+    want = w.figures(history, lambda f, m: f"{w.local(f, m).isoweekday()}:{w.local(f, m).hour}" if f is fac else "-")
+    got = {f"{c['weekday']}:{c['hour']}": c for c in body["cells"]}
+    assert set(got) == set(want) - {"-"}
+    for key, cell in got.items():
+        _close(cell["occupancy"], want[key]["mean_occupancy"], key)
+        _close(cell["unknown_share"], want[key]["unknown_share"], key)
+
+
 async def test_zones_are_named_groups_or_cells(api: Any, history: w.World) -> None:
     items = {i["key"]: i for i in (await _get(api, "utilization", by="zone")).json()}
     cell = next(k for k in items if k.startswith("cell:"))
