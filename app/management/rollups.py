@@ -45,24 +45,26 @@ WHERE fac.n > 0 OR agg.g IS NOT NULL
 """
 
 _STAYS = f"""
-WITH sev AS (
-    SELECT e.space_id, e.observed_at AS t, e.occupied,
+WITH sp AS MATERIALIZED (
+    SELECT s.id, s.facility_id FROM spaces s JOIN facilities f ON f.id = s.facility_id
+    WHERE NOT s.no_parking AND NOT f.counted
+), sev AS (
+    SELECT e.space_id, sp.facility_id, e.observed_at AS t, e.occupied,
            lag(e.occupied) OVER w AS po, lag(e.observed_at) OVER w AS pt, row_number() OVER w AS i
-    FROM occupancy_events e
+    FROM occupancy_events e JOIN sp ON sp.id = e.space_id
     WHERE e.observed_at >= CAST(:a AS timestamptz) - make_interval(secs => CAST(:stay_max AS float8)) - {HOLD}
       AND e.observed_at < CAST(:b AS timestamptz)
     WINDOW w AS (PARTITION BY e.space_id COLLATE "C" ORDER BY e.observed_at, e.seq NULLS FIRST)
 ), marks AS (
-    SELECT space_id, t, i, CASE WHEN pt IS NULL OR t - pt > {HOLD} THEN 'x'
+    SELECT space_id, facility_id, t, i, CASE WHEN pt IS NULL OR t - pt > {HOLD} THEN 'x'
                                 WHEN occupied AND NOT po THEN 's' WHEN po AND NOT occupied THEN 'e' END AS m
     FROM sev
 ), m2 AS (
-    SELECT space_id, t, m, lag(m) OVER w AS pm, lag(t) OVER w AS ps
+    SELECT facility_id, t, m, lag(m) OVER w AS pm, lag(t) OVER w AS ps
     FROM marks WHERE m IS NOT NULL WINDOW w AS (PARTITION BY space_id COLLATE "C" ORDER BY i)
 ), st AS (
-    SELECT s.facility_id AS g, date_bin('1 hour', m2.t, {ORIGIN}) AS h, extract(epoch FROM m2.t - m2.ps) AS dur
-    FROM m2 JOIN spaces s ON s.id = m2.space_id AND NOT s.no_parking
-    JOIN facilities f ON f.id = s.facility_id AND NOT f.counted
+    SELECT m2.facility_id AS g, date_bin('1 hour', m2.t, {ORIGIN}) AS h, extract(epoch FROM m2.t - m2.ps) AS dur
+    FROM m2
     WHERE m2.m = 'e' AND m2.pm = 's' AND m2.t >= CAST(:a AS timestamptz)
       AND m2.t - m2.ps <= make_interval(secs => CAST(:stay_max AS float8))
     UNION ALL
