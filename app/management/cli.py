@@ -95,8 +95,9 @@ def rollup(
         started = time.perf_counter()
         done = asyncio.run(_in_session(settings, lambda s: rollups.refresh(
             s, now=datetime.now(UTC), hold_s=settings.management_hold_s)))
-        typer.echo(f"rolled up {done.hours} hours in {time.perf_counter() - started:.1f} s; "
-                   f"complete until {done.watermark.isoformat() if done.watermark else 'no history yet'}")
+        if interval is None or done.hours:  # a service says something only when it did something
+            typer.echo(f"rolled up {done.hours} hours in {time.perf_counter() - started:.1f} s; "
+                       f"complete until {done.watermark.isoformat() if done.watermark else 'no history yet'}")
         if interval is None:
             return
         time.sleep(interval)

@@ -110,12 +110,16 @@ async def recompute(session: AsyncSession, *, a: datetime, b: datetime, hold_s: 
     await session.execute(text(_STAYS), params)
 
 
-async def refresh(session: AsyncSession, *, now: datetime, hold_s: int) -> Refreshed:
-    """Bring the rollups up to the last whole hour before ``now``; caller commits."""
+async def refresh(session: AsyncSession, *, now: datetime, hold_s: int, max_hours: int | None = None) -> Refreshed:
+    """Bring the rollups up to the last whole hour before ``now``; caller commits.
+
+    With ``max_hours``, a run that would recompute more hours than that does nothing (an API
+    request must not turn into a long backfill: ``citypark rollup`` does those)."""
     await session.execute(text(LOCK))
     end = floor_hour(now)
-    dirty = [r[0] for r in await session.execute(
-        text("DELETE FROM management_dirty WHERE hour < :end RETURNING hour"), {"end": end})]
+    rows = (await session.execute(
+        text("SELECT id, hour FROM management_dirty WHERE hour < :end"), {"end": end})).all()
+    dirty = sorted({r.hour for r in rows})
     watermark = await _watermark(session, dirty=dirty, end=end)
     if watermark is None:
         return Refreshed(None, 0)
@@ -123,10 +127,13 @@ async def refresh(session: AsyncSession, *, now: datetime, hold_s: int) -> Refre
     ranges = [(h, min(h + reach, end)) for h in dirty if h < watermark]
     if watermark < end:
         ranges.append((watermark, end))
-    hours = 0
-    for a, b in _chunks(_merge(ranges)):
+    work = _chunks(_merge(ranges))
+    hours = sum(int((b - a) / HOUR) for a, b in work)
+    if max_hours is not None and hours > max_hours:
+        return Refreshed(watermark, 0)
+    await session.execute(text("DELETE FROM management_dirty WHERE id = ANY(:ids)"), {"ids": [r.id for r in rows]})
+    for a, b in work:
         await recompute(session, a=a, b=b, hold_s=hold_s)
-        hours += int((b - a) / HOUR)
     new_mark = max(watermark, end)
     await session.execute(text("UPDATE management_state SET watermark = :w"), {"w": new_mark})
     return Refreshed(new_mark, hours)

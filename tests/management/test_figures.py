@@ -37,15 +37,22 @@ def history() -> w.World:
 
 @pytest.fixture(scope="module")
 async def api(fresh_db: Any, history: w.World) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str], Settings]]:
-    settings: Settings = await fresh_db(management_hold_s=int(w.HOLD.total_seconds()))
+    settings: Settings = await fresh_db(management_hold_s=int(w.HOLD.total_seconds()),
+                                        management_refresh_max_hours=24 * 400)
     conn = await asyncpg.connect(settings.asyncpg_dsn)
     headers = await make_committed_key(settings, "manager")
     try:
         async with app_client(settings) as client:
             first_part, late_part = _late_part(history)
             await w.store(conn, first_part)
+            capped = settings.model_copy(update={"management_refresh_max_hours": 24})
+            async with app_client(capped) as small:  # a long backlog is not rolled up inside a request
+                skipped = await small.get("/v1/management/utilization", params=PERIOD, headers=headers)
+                assert skipped.status_code == 200, skipped.text
+                assert skipped.json() == []
             first = await client.get("/v1/management/utilization", params=PERIOD, headers=headers)
             assert first.status_code == 200, first.text
+            assert first.json() != []
             await w.store(conn, late_part, inventory=False)
             yield client, headers, settings
     finally:

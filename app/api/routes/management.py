@@ -51,7 +51,8 @@ async def _period(session: AsyncSession, settings: Settings, since: datetime | N
     start = rollups.floor_hour(since or end - DEFAULT_PERIOD)
     if start >= end or end - start > MAX_PERIOD:
         raise InvalidInput(f"since must be before until, at most {MAX_PERIOD.days} days apart")
-    done = await rollups.refresh(session, now=now, hold_s=settings.management_hold_s)
+    done = await rollups.refresh(session, now=now, hold_s=settings.management_hold_s,
+                                 max_hours=settings.management_refresh_max_hours)
     mark = done.watermark or start
     response.headers["X-Rolled-Up-Until"] = mark.isoformat()
     return Period(start, max(start, min(end, mark)))
