@@ -96,6 +96,8 @@ async def _refresh(engine: object, settings: Settings) -> tuple[float, float]:
         async with session.begin():
             await rollups.refresh(session, now=UNTIL, hold_s=hold)
         first = time.perf_counter() - t0
+        await session.execute(text("ANALYZE management_hourly, management_stays"))  # as autovacuum would
+        await session.commit()
         async with session.begin():
             await session.execute(text(BATCH),
                                   {"u": UNTIL + timedelta(minutes=59), "n": 2000})

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    SmallInteger,
     Text,
     func,
 )
@@ -36,6 +37,10 @@ class HourlyRollup(Base):
 
     facility_id: Mapped[str] = mapped_column(ForeignKey("facilities.id", ondelete="CASCADE"), primary_key=True)
     hour: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    # the hour's local hour of day and ISO weekday in the facility's time zone (no per-row
+    # time-zone conversion when figures are grouped by them)
+    local_hour: Mapped[int] = mapped_column(SmallInteger)
+    local_weekday: Mapped[int] = mapped_column(SmallInteger)
     spaces: Mapped[int] = mapped_column(Integer)
     space_s: Mapped[float] = mapped_column(Float)
     known_s: Mapped[float] = mapped_column(Float)
@@ -56,6 +61,8 @@ class StayMinutes(Base):
     facility_id: Mapped[str] = mapped_column(ForeignKey("facilities.id", ondelete="CASCADE"), primary_key=True)
     hour: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     minutes: Mapped[int] = mapped_column(Integer, primary_key=True)
+    local_hour: Mapped[int] = mapped_column(SmallInteger)
+    local_weekday: Mapped[int] = mapped_column(SmallInteger)
     n: Mapped[int] = mapped_column(Integer)
 
 

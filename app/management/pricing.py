@@ -101,10 +101,8 @@ def recommend(
 
 
 _BAND_OCCUPANCY = """
-SELECT r.facility_id, extract(isodow FROM r.hour AT TIME ZONE f.timezone)::int AS wd,
-       extract(hour FROM r.hour AT TIME ZONE f.timezone)::int AS hr,
-       sum(r.occupied_s) AS occ, sum(r.known_s) AS known
-FROM management_hourly r JOIN facilities f ON f.id = r.facility_id
+SELECT r.facility_id, r.local_weekday AS wd, r.local_hour AS hr, sum(r.occupied_s) AS occ, sum(r.known_s) AS known
+FROM management_hourly r
 WHERE r.hour >= :since AND r.hour < :until GROUP BY 1, 2, 3
 """
 _FACILITIES = """

@@ -30,14 +30,16 @@ LOCK = "SELECT pg_advisory_xact_lock(hashtext('citypark.management.rollups'))"
 _INSERT_HOURLY = f"""
 WITH agg AS ({hourly_sql(space_group="s.facility_id", facility_group="f.id")}),
 fac AS (
-    SELECT f.id, CASE WHEN f.counted THEN f.capacity ELSE
+    SELECT f.id, f.timezone, CASE WHEN f.counted THEN f.capacity ELSE
                (SELECT count(*) FROM spaces s WHERE s.facility_id = f.id AND NOT s.no_parking) END AS n
     FROM facilities f
 )
-INSERT INTO management_hourly (facility_id, hour, spaces, space_s, known_s, occupied_s, data_s, full_s, idle_s,
-                               peak, stays, stay_s)
-SELECT fac.id, hs.h, fac.n, fac.n * 3600.0, coalesce(agg.known_s, 0), coalesce(agg.occupied_s, 0),
-       coalesce(agg.data_s, 0), coalesce(agg.full_s, 0), coalesce(agg.idle_s, 0), agg.peak, 0, 0
+INSERT INTO management_hourly (facility_id, hour, local_hour, local_weekday, spaces, space_s, known_s, occupied_s,
+                               data_s, full_s, idle_s, peak, stays, stay_s)
+SELECT fac.id, hs.h, extract(hour FROM hs.h AT TIME ZONE fac.timezone),
+       extract(isodow FROM hs.h AT TIME ZONE fac.timezone), fac.n, fac.n * 3600.0, coalesce(agg.known_s, 0),
+       coalesce(agg.occupied_s, 0), coalesce(agg.data_s, 0), coalesce(agg.full_s, 0), coalesce(agg.idle_s, 0),
+       agg.peak, 0, 0
 FROM fac CROSS JOIN generate_series(CAST(:a AS timestamptz), CAST(:b AS timestamptz) - interval '1 hour',
                                     interval '1 hour') AS hs(h)
 LEFT JOIN agg ON agg.g = fac.id AND agg.h = hs.h
@@ -74,8 +76,10 @@ WITH sp AS MATERIALIZED (
       AND p.stay_s <= CAST(:stay_max AS float8)
       AND p.observed_at >= CAST(:a AS timestamptz) AND p.observed_at < CAST(:b AS timestamptz)
 ), ins AS (
-    INSERT INTO management_stays (facility_id, hour, minutes, n)
-    SELECT g, h, floor(dur / 60)::int, count(*) FROM st GROUP BY 1, 2, 3
+    INSERT INTO management_stays (facility_id, hour, minutes, local_hour, local_weekday, n)
+    SELECT g, h, floor(dur / 60)::int, extract(hour FROM h AT TIME ZONE f.timezone),
+           extract(isodow FROM h AT TIME ZONE f.timezone), count(*)
+    FROM st JOIN facilities f ON f.id = st.g GROUP BY 1, 2, 3, f.timezone
 )
 UPDATE management_hourly r SET stays = x.n, stay_s = x.s
 FROM (SELECT g, h, count(*) AS n, sum(dur) AS s FROM st GROUP BY g, h) AS x

@@ -31,8 +31,8 @@ _ZONE = ("coalesce(f.attrs->>'zone', f.attrs->>'district', f.attrs->>'street', "
 KEYS: dict[str, str] = {
     "facility": "f.id",
     "zone": _ZONE,
-    "hour": "lpad(extract(hour FROM r.hour AT TIME ZONE f.timezone)::int::text, 2, '0')",
-    "weekday": "extract(isodow FROM r.hour AT TIME ZONE f.timezone)::int::text",
+    "hour": "r.local_hour",
+    "weekday": "r.local_weekday",
 }
 
 _FIGURES = """
@@ -78,26 +78,26 @@ async def utilization(
     key = KEYS[by]
     rows = (await session.execute(text(_FIGURES.format(key=key, where=where)), params)).mappings().all()
     medians: dict[Any, int] = dict((await session.execute(text(_MEDIANS.format(key=key, where=where)), params)).all())
-    return [_item(dict(row), medians.get(row["key"])) for row in sorted(rows, key=lambda r: str(r["key"]))]
+    return [_item(dict(row), medians.get(row["key"]), by) for row in sorted(rows, key=lambda r: r["key"])]
 
 
 async def heat(session: AsyncSession, *, period: Period, facility_id: str) -> list[dict[str, Any]]:
     """A facility's mean occupancy by local weekday (1 = Monday) × hour: ``{weekday, hour, occupancy}``."""
     rows = await session.execute(text(
-        "SELECT extract(isodow FROM r.hour AT TIME ZONE f.timezone)::int AS weekday, "
-        "extract(hour FROM r.hour AT TIME ZONE f.timezone)::int AS hour, "
+        "SELECT r.local_weekday AS weekday, r.local_hour AS hour, "
         "sum(r.occupied_s) / nullif(sum(r.known_s), 0) AS occupancy, "
         "greatest(0, 1 - sum(r.known_s) / nullif(sum(r.space_s), 0)) AS unknown_share "
-        "FROM management_hourly r JOIN facilities f ON f.id = r.facility_id "
+        "FROM management_hourly r "
         "WHERE r.facility_id = :fid AND r.hour >= :since AND r.hour < :until GROUP BY 1, 2 ORDER BY 1, 2"),
         {"fid": facility_id, "since": period.since, "until": period.until})
     return [{"weekday": r.weekday, "hour": r.hour, "occupancy": _round(r.occupancy),
              "unknown_share": _round(r.unknown_share)} for r in rows]
 
 
-def _item(row: dict[str, Any], median: int | None) -> dict[str, Any]:
+def _item(row: dict[str, Any], median: int | None, by: str) -> dict[str, Any]:
     out = {k: _round(row.get(k)) for k in COLUMNS if k not in ("key", "stays")}
-    return {"key": str(row["key"]), **out, "median_stay_minutes": median, "stays": int(row["stays"] or 0)}
+    key = f"{row['key']:02d}" if by == "hour" else str(row["key"])
+    return {"key": key, **out, "median_stay_minutes": median, "stays": int(row["stays"] or 0)}
 
 
 def _round(value: Any) -> float | None:

@@ -53,6 +53,8 @@ def _tables() -> None:
         "management_hourly",
         sa.Column("facility_id", sa.Text(), _fk(), nullable=False),
         sa.Column("hour", TZ, nullable=False),
+        sa.Column("local_hour", sa.SmallInteger(), nullable=False),
+        sa.Column("local_weekday", sa.SmallInteger(), nullable=False),
         sa.Column("spaces", sa.Integer(), nullable=False),
         *(sa.Column(c, sa.Float(), nullable=False) for c in
           ("space_s", "known_s", "occupied_s", "data_s", "full_s", "idle_s")),
@@ -67,6 +69,8 @@ def _tables() -> None:
         sa.Column("facility_id", sa.Text(), _fk(), nullable=False),
         sa.Column("hour", TZ, nullable=False),
         sa.Column("minutes", sa.Integer(), nullable=False),
+        sa.Column("local_hour", sa.SmallInteger(), nullable=False),
+        sa.Column("local_weekday", sa.SmallInteger(), nullable=False),
         sa.Column("n", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("facility_id", "hour", "minutes"),
     )
