@@ -124,7 +124,7 @@ def import_(
 
 @keys_cli.command("create")
 def keys_create(
-    role: Annotated[str, typer.Option(help="driver, operator, enforcement or admin")],
+    role: Annotated[str, typer.Option(help="driver, operator, enforcement, manager or admin")],
     operator: Annotated[str | None, typer.Option(help="operator id (operator keys)")] = None,
     name: Annotated[str | None, typer.Option(help="a label for the key")] = None,
     max_holds: Annotated[int | None, typer.Option(

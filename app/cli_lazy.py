@@ -27,6 +27,8 @@ PLUGIN_HELP = {
     "notify": "Deliver NGSI-LD subscription notifications from ingest's change feed (runs until stopped).",
     "forecast": "Free-space forecasts: train the model, evaluate it against the baselines.",
     "import-history": "Load a CSV of past counts or sensor events (validated, all or nothing).",
+    "pricing": "Demand-responsive pricing: `pricing report` writes the SFpark-style recommendations as CSV.",
+    "rollup": "Keep the management rollups current (once, or every --interval seconds).",
 }
 
 

@@ -15,6 +15,7 @@ import app.enforcement.models  # noqa: F401
 import app.forecast.models  # noqa: F401
 import app.inventory.models  # noqa: F401
 import app.keys.models  # noqa: F401
+import app.management.models  # noqa: F401
 import app.occupancy.models  # noqa: F401
 import app.passages.models  # noqa: F401
 import app.standards.models  # noqa: F401

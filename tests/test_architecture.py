@@ -22,7 +22,7 @@ MATCHING_FORBIDDEN = ("app", "sensors", "sqlalchemy", "asyncpg", "geoalchemy2", 
 # Lowest first: each may import only the ones before it (and matching/, the pure engine).
 LAYERS = ("app.core", "app.occupancy", "app.passages", "app.inventory", "app.devices", "app.keys",
           "app.availability", "app.history", "app.forecast", "app.assignments", "app.enforcement",
-          "app.standards", "app.demo", "app.cli_lazy", "app.cli", "app.api")
+          "app.standards", "app.management", "app.demo", "app.cli_lazy", "app.cli", "app.api")
 
 
 def imports_of(path: Path) -> set[str]:

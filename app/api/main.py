@@ -28,6 +28,7 @@ from app.api.routes import (
     forecast,
     health,
     ingest_metrics,
+    management,
     ngsi_ld,
     operators,
     passages,
@@ -57,6 +58,7 @@ ROUTERS: list[APIRouter] = [
     forecast.router,
     passages.router,
     ngsi_ld.router, datex2.router,
+    management.router,
 ]
 
 

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     default_radius_m: float = 1000.0
     # enforcement
     no_parking_grace_s: int = 300
+    # management (issue 16): a reading holds until the next one of its space or facility, for at
+    # most this long; after that silence the space is stale (neither free nor occupied)
+    management_hold_s: int = Field(default=43200, ge=60, le=86400)
+    # an API answer refreshes the rollups itself only when that is at most this many hours of
+    # work; a longer backlog (first start on a long history) is for `citypark rollup`
+    management_refresh_max_hours: int = Field(default=24 * 14, ge=0)
     # web map: base-map tiles ({z}/{x}/{y} template; empty = plain background, layers still drawn)
     tile_url: str = ""
     tile_attribution: str = "© OpenStreetMap contributors"

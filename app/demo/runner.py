@@ -21,8 +21,9 @@ from importlib.metadata import entry_points
 
 from app.core.settings import Settings, get_settings
 
-COMMANDS_AFTER_API = ("ingest", "simulate", "enforce")
-EXTRA_ARGS = {"simulate": ("--backfill-hours", "24")}  # a 24-hour chart at the first start (once)
+COMMANDS_AFTER_API = ("ingest", "simulate", "enforce", "rollup")
+# simulate: a 24-hour chart at the first start (once); rollup: the management rollups every minute
+EXTRA_ARGS = {"simulate": ("--backfill-hours", "24"), "rollup": ("--interval", "60")}
 SETTLE_S = 3.0  # a component must stay alive this long after readiness before the demo says "up"
 REPRINT_AFTER_S = 20.0  # the start-up logs have scrolled the URLs away by then
 DEMO_OPERATOR = "tiedong-city"

@@ -11,13 +11,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base
 
-ROLES = ("driver", "operator", "enforcement", "admin")
+ROLES = ("driver", "operator", "enforcement", "manager", "admin")
 
 
 class ApiKey(Base):
     __tablename__ = "api_keys"
     __table_args__ = (
-        CheckConstraint("role IN ('driver', 'operator', 'enforcement', 'admin')", name="role"),
+        CheckConstraint("role IN ('driver', 'operator', 'enforcement', 'manager', 'admin')", name="role"),
         CheckConstraint("(role = 'operator') = (operator_id IS NOT NULL)", name="operator"),
         CheckConstraint("max_holds IS NULL OR max_holds >= 1", name="max_holds"),
     )

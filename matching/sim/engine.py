@@ -8,6 +8,7 @@ The system sees occupancy through sensors ``sensor_latency_s`` late.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -127,8 +128,11 @@ class World:
             self.set_occupied(int(s), False, 0.0)
 
 
-def run(district: District, demand: Demand, policy: Policy, config: SimConfig, seed: int) -> tuple[list[Car], World]:
-    """Simulate ``policy`` on ``demand``; returns the users' cars and the final world."""
+def run(district: District, demand: Demand, policy: Policy, config: SimConfig, seed: int,
+        observe: Callable[[World], None] | None = None) -> tuple[list[Car], World]:
+    """Simulate ``policy`` on ``demand``; returns the users' cars and the final world.
+
+    ``observe(world)``, when given, is called after every step (e.g. to sample occupancy)."""
     world, cars, active = World(district, demand, config, seed), [], []
     next_user = next_other = 0
     for t in np.arange(0.0, float(demand.other_t.max(initial=0) + config.max_search_s), config.dt_s):
@@ -145,6 +149,8 @@ def run(district: District, demand: Demand, policy: Policy, config: SimConfig, s
         for car in active:
             _advance(car, world, policy)
         active = [c for c in active if c.active]
+        if observe is not None:
+            observe(world)
         if not active and next_user == len(demand.user_t):
             break
     return cars, world

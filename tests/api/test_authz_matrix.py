@@ -7,7 +7,9 @@ a row in ``WHO`` fails this test. ``WHO`` follows the "who" column of CONTRACT.m
 - ``driver``: driver keys (and admin);
 - ``owner``: the driver who created the assignment; another driver gets 404;
 - ``operator``: the operator of ``{operator_id}``; another operator's key gets 403;
-- ``enforcement`` / ``admin``: those roles only.
+- ``enforcement`` / ``admin``: those roles only;
+- ``manager``: manager keys (and admin) — the management endpoints; a manager key may read
+  nothing else that needs a role and write nothing at all.
 
 No key, an unknown key and a revoked key get 401 on every non-public endpoint. "Admitted"
 means the request got past authorisation: any status but 401/403, and never a 5xx.
@@ -74,11 +76,17 @@ WHO: dict[tuple[str, str], str] = {
     ("DELETE", "/ngsi-ld/v1/subscriptions/{subscription_id}"): "any_operator",
     ("GET", "/datex2/v3/parking-table"): "public",
     ("GET", "/datex2/v3/parking-status"): "public",
+    # management (issue 16): read-only, city-wide, manager keys (and admin)
+    ("GET", "/v1/management/utilization"): "manager",
+    ("GET", "/v1/management/sharing"): "manager",
+    ("GET", "/v1/management/pricing"): "manager",
+    ("GET", "/v1/management/pressure"): "manager",
+    ("GET", "/v1/management/facilities/{facility_id}/heat"): "manager",
 }
 # Endpoints of CONTRACT.md: they must exist (the others in WHO are additions).
-CONTRACT = {k for k in WHO if not k[1].startswith("/v1/admin") and not k[1].endswith(".csv")}
+CONTRACT = {k for k in WHO if not k[1].startswith("/v1/admin") and not k[1].endswith((".csv", "/heat"))}
 CALLERS = ("anonymous", "wrong", "revoked", "driver", "other_driver", "operator", "other_operator",
-           "enforcement", "admin")
+           "enforcement", "manager", "admin")
 ADMITTED = "admitted"
 PUBLIC = "public"
 ALLOWED = {
@@ -87,6 +95,7 @@ ALLOWED = {
     "operator": {"operator", "admin"},
     "any_operator": {"operator", "other_operator", "admin"},
     "enforcement": {"enforcement", "admin"},
+    "manager": {"manager", "admin"},
     "admin": {"admin"},
 }
 
@@ -108,6 +117,9 @@ def test_expectations_are_those_of_the_contract() -> None:
     assert expected("operator", "other_operator") == 403
     assert expected("enforcement", "driver") == 403
     assert expected("admin", "operator") == 403
+    assert expected("manager", "enforcement") == 403
+    assert expected("enforcement", "manager") == 403
+    assert expected("manager", "manager") == ADMITTED
     assert {expected("driver", c) for c in ("anonymous", "wrong", "revoked")} == {401}
 
 
@@ -154,6 +166,7 @@ async def world(fresh_db: Any) -> World:
         "operator": await make_committed_key(settings, "operator", "tiedong-city"),
         "other_operator": await make_committed_key(settings, "operator", "shared-parking"),
         "enforcement": await make_committed_key(settings, "enforcement"),
+        "manager": await make_committed_key(settings, "manager"),
         "admin": await make_committed_key(settings, "admin"),
     }
     headers["revoked"], key_id = await _revoked_key(settings)
@@ -245,3 +258,12 @@ def _matches(want: Any, caller: str, status: int) -> bool:
     if want == ADMITTED:
         return status not in (401, 403)
     return bool(status == want)
+
+
+async def test_a_manager_writes_nothing(api: httpx.AsyncClient, world: World) -> None:
+    """Every endpoint that changes something refuses a manager key (403), whatever its row says."""
+    writes = [(m, p) for m, p in operations(api) if m != "GET"]
+    assert writes
+    for method, path in writes:
+        response = await call(api, world, method, path, "manager")
+        assert response.status_code == 403, f"{method} {path}: {response.status_code}"

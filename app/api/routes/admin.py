@@ -21,7 +21,7 @@ AdminKey = Annotated[Principal, Depends(require_roles("admin"))]
 class KeyIn(BaseModel):
     model_config = ConfigDict(strict=True)
 
-    role: Literal["driver", "operator", "enforcement", "admin"]
+    role: Literal["driver", "operator", "enforcement", "manager", "admin"]
     operator_id: str | None = Field(default=None, min_length=1, max_length=ids.MAX_LEN, pattern=ids.PATTERN)
     name: str | None = Field(default=None, max_length=200)
     max_holds: int | None = Field(default=None, ge=1, le=keys_service.MAX_HOLDS_LIMIT, strict=True,

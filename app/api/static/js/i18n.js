@@ -2,6 +2,13 @@
 const STRINGS = {
   zh: {
     title: "城市智慧停车", tab_driver: "找车位", tab_enforcement: "执法",
+    tab_management: "管理", mgmt_title: "城市管理视图", mgmt_key: "管理密钥", mgmt_since: "开始", mgmt_until: "结束",
+    mgmt_apply: "查询", mgmt_pressure: "停车难地图（≥85% 占用时间占比）", mgmt_heat: "占用热力表（星期 × 小时）",
+    mgmt_pricing: "调价建议", mgmt_csv_pricing: "下载调价 CSV", mgmt_csv_util: "下载利用率 CSV", mgmt_leave: "退出管理视图",
+    mgmt_full: "满位时间", mgmt_mean: "平均占用", mgmt_cells: "{n} 个网格有数据", mgmt_facility: "停车设施",
+    mgmt_band: "时段", mgmt_occupancy: "占用率", mgmt_fee: "现行收费（元/小时）", mgmt_change: "调整", mgmt_reason: "理由",
+    band_weekday_morning: "工作日上午", band_weekday_midday: "工作日中午", band_weekday_evening: "工作日傍晚", band_weekend: "周末",
+    wd_1: "周一", wd_2: "周二", wd_3: "周三", wd_4: "周四", wd_5: "周五", wd_6: "周六", wd_7: "周日",
     history_title: "近24小时占用率", driver_title: "帮我找车位",
     driver_hint: "点击地图选择位置（默认为地图中心），然后查找附近空闲车位。",
     driver_key: "驾驶员密钥", accessible: "无障碍", ev: "充电桩", your_point: "位置",
@@ -28,6 +35,14 @@ const STRINGS = {
   },
   en: {
     title: "City Smart Parking", tab_driver: "Find parking", tab_enforcement: "Enforcement",
+    tab_management: "Management", mgmt_title: "City management view", mgmt_key: "Manager key", mgmt_since: "From",
+    mgmt_until: "To", mgmt_apply: "Show", mgmt_pressure: "Pressure map (share of time ≥ 85 % full)",
+    mgmt_heat: "Occupancy heat table (weekday × hour)", mgmt_pricing: "Pricing recommendations",
+    mgmt_csv_pricing: "Pricing CSV", mgmt_csv_util: "Utilization CSV", mgmt_leave: "Leave the management view",
+    mgmt_full: "full", mgmt_mean: "mean", mgmt_cells: "{n} cells with data", mgmt_facility: "Facility",
+    mgmt_band: "Band", mgmt_occupancy: "Occupancy", mgmt_fee: "Fee now (per hour)", mgmt_change: "Change", mgmt_reason: "Reason",
+    band_weekday_morning: "Weekday morning", band_weekday_midday: "Weekday midday", band_weekday_evening: "Weekday evening",
+    band_weekend: "Weekend", wd_1: "Mon", wd_2: "Tue", wd_3: "Wed", wd_4: "Thu", wd_5: "Fri", wd_6: "Sat", wd_7: "Sun",
     history_title: "Occupancy, last 24 h", driver_title: "Find me a space",
     driver_hint: "Click the map to choose a point (the map centre by default), then look for a free space nearby.",
     driver_key: "Driver key", accessible: "Accessible", ev: "EV charging", your_point: "Point",

@@ -3,6 +3,7 @@ import { FacilityDetail } from "./detail.js";
 import { DriverPanel } from "./driver.js";
 import { EnforcementView } from "./enforcement.js";
 import { addLegend, FacilityLayer } from "./facilities.js";
+import { ManagementView } from "./management.js";
 import { applyI18n, formatTime, lang, onLangChange, setLang, t } from "./i18n.js";
 import { BaseMap } from "./basemap.js"; // issue 18: offline base map, names, search, the point
 import { FacilityLabels } from "./labels.js";
@@ -28,7 +29,7 @@ function createMap() {
   return map;
 }
 
-function setupTabs(enforcement) {
+function setupTabs(enforcement, management) {
   for (const tab of document.querySelectorAll(".tab")) {
     tab.addEventListener("click", () => {
       for (const other of document.querySelectorAll(".tab")) {
@@ -37,8 +38,10 @@ function setupTabs(enforcement) {
       }
       $("tab-driver").hidden = tab.dataset.tab !== "driver";
       $("tab-enforcement").hidden = tab.dataset.tab !== "enforcement";
+      $("tab-management").hidden = tab.dataset.tab !== "management";
       document.body.classList.toggle("enf-mode", tab.dataset.tab === "enforcement");
       if (tab.dataset.tab === "enforcement" && enforcement.key && !enforcement.active) enforcement.enter(enforcement.key);
+      if (tab.dataset.tab === "management" && management.key && !management.active) management.enter(management.key);
     });
   }
 }
@@ -104,8 +107,9 @@ function boot() {
   ctx.pointPanel = setupPoint(ctx);
   ctx.driver = new DriverPanel(ctx);
   ctx.enforcement = new EnforcementView(ctx);
+  ctx.management = new ManagementView(ctx);
   addLegend(ctx.map);
-  setupTabs(ctx.enforcement);
+  setupTabs(ctx.enforcement, ctx.management);
   $("lang-toggle").addEventListener("click", () => setLang(lang() === "zh" ? "en" : "zh"));
   onLangChange((value) => {
     $("lang-toggle").textContent = value === "zh" ? "EN" : "中文";
@@ -114,6 +118,7 @@ function boot() {
     if (ctx.detail.id) ctx.detail.renderChart();
     ctx.driver.refreshLabels();
     ctx.enforcement.refreshLabels();
+    ctx.management.refreshLabels();
     ctx.search.refreshLabels();
     ctx.pointPanel.refreshLabels();
     ctx.labels.update();
