@@ -1,7 +1,7 @@
 """City management: the manager role, hourly rollups, dirty-hour triggers, fee changes (issue 16)
 
 Revision ID: 0014
-Revises: 0008
+Revises: 0010
 Create Date: 2026-12-02 15:00:00
 
 ``management_hourly`` holds one row per facility and UTC hour (space-seconds known and
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0014"
-down_revision: str | Sequence[str] | None = "0008"
+down_revision: str | Sequence[str] | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
