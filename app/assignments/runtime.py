@@ -341,6 +341,11 @@ class MatchingRuntime:
         index = self._current_index()
         return None if index is None else index.nearest_json(**query)
 
+    def current_index(self) -> FreeIndex | None:
+        """The index with the current eligibility applied, or None while it is not loaded
+        (NGSI-LD spot queries read it too: ``app.standards.ngsi_ld.spot_index``)."""
+        return self._current_index()
+
     def _current_index(self) -> FreeIndex | None:
         """The index with the current eligibility applied, or None while it is not loaded."""
         if not self.ready:

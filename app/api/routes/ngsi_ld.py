@@ -15,7 +15,9 @@ from fastapi.routing import APIRoute
 
 from app.api import errors as api_errors
 from app.api.deps import SessionDep, SettingsDep, require_roles
+from app.assignments.free_index import FreeIndex
 from app.core.errors import DomainError
+from app.core.settings import Settings
 from app.keys.service import Principal
 from app.standards.ngsi_ld import errors, geo, query, render, service, subscriptions
 from app.standards.ngsi_ld.entities import TYPES, Filters
@@ -61,6 +63,12 @@ Text = Annotated[str | None, Query()]
 Subscriber = Annotated[Principal, Depends(require_roles("operator"))]
 
 
+def _index(request: Request, settings: Settings) -> FreeIndex | None:
+    """The process's free-space index for spot queries (None: PostGIS answers)."""
+    runtime = getattr(request.app.state, "matching", None)
+    return runtime.current_index() if settings.ngsi_index and runtime is not None else None
+
+
 def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
@@ -82,7 +90,7 @@ async def query_entities(
         filters=Filters(ids=service.parse_ids(id), id_pattern=service.parse_pattern(idPattern),
                         geo=geo.parse(georel, geometry, coordinates, geoproperty)),
         q=query.parse(q) if q else None, attrs=_attrs(attrs), offset=off, limit=lim, count=count == "true")
-    page = await service.find(session, settings=settings, request=asked)
+    page = await service.find(session, settings=settings, request=asked, index=_index(request, settings))
     body = render.render_many(page.rows, media=media, key_values=key_values, attrs=asked.attrs,
                               base=_base(request))
     headers = {"Link": ", ".join(_links(request, page, off, lim))}
@@ -96,7 +104,7 @@ async def retrieve_entity(request: Request, entity_id: str, session: SessionDep,
                           attrs: Text = None, options: Text = None, format: Text = None) -> Response:
     media = render.negotiate(request.headers.get("accept"))
     key_values = render.parse_options(options, format)
-    row = await service.get(session, settings=settings, entity_id=entity_id)
+    row = await service.get(session, settings=settings, entity_id=entity_id, index=_index(request, settings))
     body = render.render_one(row, media=media, key_values=key_values, attrs=_attrs(attrs), base=_base(request))
     return Response(body, media_type=media, headers={"Link": render.link_header(_base(request))})
 
