@@ -178,6 +178,7 @@ class FreeIndex:
         self.signature: tuple[int, ...] | None = None
         # for NGSI-LD spots (app.standards.ngsi_ld.spot_index), per position; see _extras
         self.spot_rows: list[tuple[str, str, str | None]] | None = None
+        self.spot_cache: list[Any] = []  # per position, the spot's constant key-values, on first answer
         self.observed_us: list[int | None] = []
         self.id_rank: NDArray[np.int64] = np.empty(0, dtype=np.int64)
         self.facility_closed: NDArray[np.bool_] = np.empty(0, dtype=bool)
@@ -233,6 +234,7 @@ class FreeIndex:
         """Facility kind, operator and sensor of every space (``SPOT_EXTRAS_SQL``), in grid order."""
         kinds, operators, sensors = (list(c or []) for c in row)
         self.spot_rows = [(kinds[i], operators[i], sensors[i]) for i in self._order.tolist()]
+        self.spot_cache = [None] * len(self.spot_rows)
 
     def set_states(self, occupied: Any, seen: Any, held_until: Any, observed_us: Any = None) -> None:
         """Whole state columns in id order (as ``ALL_STATES_SQL`` returns them)."""

@@ -90,6 +90,18 @@ def parse_window(offset: str | None, limit: str | None) -> tuple[int, int]:
     return off, lim
 
 
+def from_index(request: EntityQuery, index: FreeIndex | None) -> bool:
+    """Whether ``request`` asks only for spots and ``index`` can answer it (no database needed)."""
+    return request.types == ("ParkingSpot",) and index is not None and spot_index.usable(index)
+
+
+def find_in_index(request: EntityQuery, index: FreeIndex) -> Page:
+    """:func:`find` of a spots-only request, from ``index`` (see :func:`from_index`)."""
+    answer = spot_index.spots(index, filters=request.filters, q=request.q, offset=request.offset,
+                              limit=request.limit, count=request.count)
+    return Page(answer.rows, answer.total, answer.more)
+
+
 async def find(session: AsyncSession, *, settings: Settings, request: EntityQuery,
                index: FreeIndex | None = None) -> Page:
     """The window of matching entities, whether more follow, and the total when counted.

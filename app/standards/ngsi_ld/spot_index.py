@@ -17,6 +17,7 @@ The answer is the SQL path's (``entities.spots``), entity for entity and in the 
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Iterator
@@ -31,11 +32,12 @@ import shapely.geometry
 from numpy.typing import NDArray
 
 from app.assignments.free_index import FreeIndex
+from app.core.times import iso_utc
 from app.standards.ngsi_ld import query
 from app.standards.ngsi_ld.entities import Filters, Row, split_urn, spot_row
 from app.standards.ngsi_ld.errors import BadRequestData
 from app.standards.ngsi_ld.geo import GeoQuery
-from matching.geo import haversine_m
+from matching.geo import EARTH_RADIUS_M
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 STATUS = np.array(["free", "occupied", "unknown", "closed"], dtype=object)
@@ -59,21 +61,28 @@ def spots(index: FreeIndex, *, filters: Filters, q: query.Query | None, offset: 
           count: bool, now: float | None = None) -> SpotAnswer:
     """The window ``[offset, offset + limit)`` of matching spots, whether more follow, the total if ``count``."""
     now = time.time() if now is None else now
+    geo = filters.geo
+    if (not count and geo is not None and geo.relation == "near" and geo.max_distance_m is not None
+            and filters.ids is None and filters.id_pattern is None and index._grid is not None
+            and _status_prefilter(q, np.zeros(0, np.int8))[1]):
+        near, metres, status = _nearest(index, geo, q, offset + limit + 1, now)
+        rows = [_row(index, int(near[k]), status[k], metres[k]) for k in range(offset, min(len(near), offset + limit))]
+        return SpotAnswer(rows, len(near) > offset + limit, None)
     pos, dist = _candidates(index, filters)
     codes = _status(index, pos, now)
-    keep = _status_prefilter(q, codes)
+    keep, exact = _status_prefilter(q, codes)
     if keep is not None:
         pos, dist, codes = pos[keep], None if dist is None else dist[keep], codes[keep]
-    order = _order(index, pos, dist)
+    if exact and filters.id_pattern is None:  # every candidate matches: order and build only the window
+        first = _first(index, pos, dist, offset + limit)[offset:]
+        rows = [_row(index, int(pos[k]), codes[k], None if dist is None else dist[k]) for k in first.tolist()]
+        return SpotAnswer(rows, len(pos) > offset + limit, len(pos) if count else None)
+    order = _first(index, pos, dist, len(pos))
     pos, codes = pos[order], codes[order]
     dist = None if dist is None else dist[order]
     pattern = re.compile(filters.id_pattern) if filters.id_pattern is not None else None
-    if q is None and pattern is None:  # every candidate matches: build only the window
-        window = range(offset, min(len(pos), offset + limit))
-        rows = [_row(index, int(pos[k]), codes[k], None if dist is None else dist[k]) for k in window]
-        return SpotAnswer(rows, len(pos) > offset + limit, len(pos) if count else None)
     rows, seen, more = [], 0, False
-    for row in _matching(index, pos, codes, dist, q, pattern):
+    for row in _matching(index, pos, codes, dist, None if exact else q, pattern):
         if seen >= offset + limit:
             more = True
             if not count:
@@ -96,13 +105,25 @@ def _matching(index: FreeIndex, pos: NDArray[np.int64], codes: NDArray[np.int8],
 
 
 def _row(index: FreeIndex, i: int, code: Any, distance_m: float | None) -> Row:
-    facility, space, lat, lon = index.rows[i][:4]
-    assert index.spot_rows is not None
-    kind, operator, sensor = index.spot_rows[i]
+    """``entities.spot_row`` of position ``i``: its constant part built once (``index.spot_cache``),
+    with its observation time as last formatted."""
+    cached = index.spot_cache[i]
     us = index.observed_us[i]
-    observed = None if us is None else EPOCH + timedelta(microseconds=us)
-    return spot_row(space, facility, kind, operator, sensor, lon, lat, STATUS[int(code)], observed,
-                    None if distance_m is None else float(distance_m))
+    if cached is None or cached[1] != us:
+        if cached is None:
+            facility, space, lat, lon = index.rows[i][:4]
+            assert index.spot_rows is not None
+            kind, operator, sensor = index.spot_rows[i]
+            kv = spot_row(space, facility, kind, operator, sensor, lon, lat, "", None, None).kv
+        else:
+            kv = cached[0]
+        observed = None if us is None else EPOCH + timedelta(microseconds=us)
+        cached = index.spot_cache[i] = (kv, us, observed, None if observed is None else iso_utc(observed))
+    kv = dict(cached[0])  # same keys in the same order as spot_row's
+    kv["status"] = STATUS[code]
+    if cached[2] is not None:
+        kv["timeInstant"] = cached[3]
+    return Row(kv, cached[2], None if distance_m is None else float(distance_m))
 
 
 # --- candidates -------------------------------------------------------------------------------
@@ -110,7 +131,7 @@ def _row(index: FreeIndex, i: int, code: Any, distance_m: float | None) -> Row:
 
 def _candidates(index: FreeIndex, filters: Filters) -> tuple[NDArray[np.int64], NDArray[np.float64] | None]:
     """Positions passing ids and geo, and (for ``near``) their distances from the point."""
-    pos = np.arange(len(index.ids), dtype=np.int64)
+    pos = index._positions
     if filters.ids is not None:
         wanted = [index.pos.get(local) for t, local in (split_urn(i) or ("", "") for i in filters.ids)
                   if t == "ParkingSpot"]
@@ -124,18 +145,77 @@ def _candidates(index: FreeIndex, filters: Filters) -> tuple[NDArray[np.int64], 
 
 
 def _near(index: FreeIndex, pos: NDArray[np.int64], geo: GeoQuery) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-    """Haversine metres, not the index's dot products: those lose millimetres at a few metres, and
-    two spots a millimetre apart in distance must come in PostGIS's order."""
+    """Great-circle metres from the chord between unit vectors, ``2R·asin(|a - b| / 2)``: as exact as
+    haversine (the index's dot products lose millimetres at a few metres, and two spots a millimetre
+    apart must come in PostGIS's order), at a third of its cost."""
     assert geo.point is not None
     lon, lat = geo.point
     if geo.max_distance_m is not None:
-        pos = _window(index, pos, lat, lon, geo.max_distance_m)
-    dist = np.asarray(haversine_m(lat, lon, index.lat[pos], index.lon[pos]), dtype=float).reshape(-1)
-    if geo.max_distance_m is not None:
-        keep = dist <= geo.max_distance_m  # ST_DWithin
-    else:
-        keep = dist > (geo.min_distance_m or 0.0)  # NOT ST_DWithin
+        return _within(index, _window(index, pos, lat, lon, geo.max_distance_m), lat, lon, geo.max_distance_m)
+    pos, dist = _distances(index, pos, lat, lon, None)
+    keep = dist > (geo.min_distance_m or 0.0)  # NOT ST_DWithin
     return pos[keep], dist[keep]
+
+
+def _within(index: FreeIndex, pos: NDArray[np.int64], lat: float, lon: float, max_d: float
+            ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """``pos`` at most ``max_d`` metres from the point (ST_DWithin), with their distances."""
+    pos, dist = _distances(index, pos, lat, lon, max_d + 1.0)
+    keep = dist <= max_d
+    return pos[keep], dist[keep]
+
+
+def _distances(index: FreeIndex, pos: NDArray[np.int64], lat: float, lon: float, cut_m: float | None
+               ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """Metres from the point to ``pos`` (those beyond ``cut_m`` dropped first, on the squared chord)."""
+    la, lo = math.radians(lat), math.radians(lon)
+    point = np.array((math.cos(la) * math.cos(lo), math.cos(la) * math.sin(lo), math.sin(la)))
+    diff = index.xyz[pos] - point
+    chord2 = np.einsum("ij,ij->i", diff, diff)
+    if cut_m is not None:
+        pos, chord2 = _cut(pos, chord2, chord2 <= (2 * math.sin(cut_m / (2 * EARTH_RADIUS_M))) ** 2)
+    return pos, (2 * EARTH_RADIUS_M) * np.arcsin(np.minimum(np.sqrt(chord2) / 2, 1.0))
+
+
+def _cut(pos: NDArray[np.int64], values: NDArray[np.float64], keep: NDArray[np.bool_]
+         ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    return pos[keep], values[keep]
+
+
+def _nearest(index: FreeIndex, geo: GeoQuery, q: query.Query | None, need: int, now: float
+             ) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.int8]]:
+    """The first ``need`` spots within ``maxDistance`` whose status passes ``q`` (status terms only),
+    in order, with distances and status codes: like ``FreeIndex.search``, a window of cells grows
+    until it holds ``need`` of them nearer than anything outside it, or covers the distance."""
+    assert geo.point is not None
+    assert geo.max_distance_m is not None
+    assert index._grid is not None
+    lon, lat = geo.point
+    grid, max_d = index._grid, geo.max_distance_m
+    cx, cy = grid.cell(lat, lon)
+    r = 2
+    while True:
+        covered = grid.covered_m(lat, r)
+        final = covered >= max_d or grid.spans(cx, cy, r)
+        runs = grid.runs(cx, cy, r)
+        pos = np.concatenate([index._positions[a:b] for a, b in runs]) if runs else index._positions[:0]
+        pos, dist = _within(index, pos, lat, lon, max_d if final else min(max_d, covered))
+        codes = _status(index, pos, now)
+        keep, _ = _status_prefilter(q, codes)
+        if keep is not None:
+            pos, dist, codes = pos[keep], dist[keep], codes[keep]
+        if final or len(pos) >= need:
+            order = _first(index, pos, dist, need)
+            return pos[order], dist[order], codes[order]
+        r = min(2 * r, _covering(grid, lat, max_d))
+
+
+def _covering(grid: Any, lat: float, radius_m: float) -> int:
+    """The least half-width (cells) whose window holds every point within ``radius_m``."""
+    r = max(1, int(radius_m // grid.cell_m))
+    while grid.covered_m(lat, r) < radius_m:
+        r += 1
+    return r
 
 
 def _window(index: FreeIndex, pos: NDArray[np.int64], lat: float, lon: float, radius_m: float) -> NDArray[np.int64]:
@@ -144,10 +224,7 @@ def _window(index: FreeIndex, pos: NDArray[np.int64], lat: float, lon: float, ra
     if grid is None or len(pos) != len(index.ids):
         return pos  # an id list: already short
     cx, cy = grid.cell(lat, lon)
-    r = 1
-    while grid.covered_m(lat, r) < radius_m * 1.01 + grid.cell_m and not grid.spans(cx, cy, r):
-        r *= 2
-    runs = grid.runs(cx, cy, r)
+    runs = grid.runs(cx, cy, _covering(grid, lat, radius_m + 1.0))
     if not runs:
         return pos[:0]
     return np.concatenate([pos[a:b] for a, b in runs])
@@ -181,24 +258,35 @@ def _status(index: FreeIndex, pos: NDArray[np.int64], now: float) -> NDArray[np.
     return codes
 
 
-def _status_prefilter(q: query.Query | None, codes: NDArray[np.int8]) -> NDArray[np.bool_] | None:
-    """The candidates that can match, from the ``status`` terms that ``q`` requires (None: no cut)."""
+def _status_prefilter(q: query.Query | None, codes: NDArray[np.int8]) -> tuple[NDArray[np.bool_] | None, bool]:
+    """The candidates that can match, from the ``status`` terms ``q`` requires (None: no cut), and
+    whether those terms are the whole of ``q`` (then every kept candidate matches)."""
     if q is None:
-        return None
+        return None, True
     terms = q.parts if isinstance(q, query.Node) and q.op == "and" else (q,)
-    keep = None
+    keep, exact = None, True
     for term in terms:
         if not (isinstance(term, query.Term) and term.path == ("status",) and term.op in ("==", "!=")
                 and term.range is None and all(isinstance(v, str) for v in term.values)):
+            exact = False
             continue
-        hit = np.isin(codes, [k for k, name in enumerate(STATUS) if name in term.values])
-        hit = hit if term.op == "==" else ~hit
+        table = np.array([(name in term.values) == (term.op == "==") for name in STATUS])
+        hit = table[codes]
         keep = hit if keep is None else keep & hit
-    return keep
+    return keep, exact
 
 
-def _order(index: FreeIndex, pos: NDArray[np.int64], dist: NDArray[np.float64] | None) -> NDArray[np.int64]:
+def _first(index: FreeIndex, pos: NDArray[np.int64], dist: NDArray[np.float64] | None, k: int) -> NDArray[np.int64]:
+    """Indices into ``pos`` of its first ``k`` in answer order: by id (the database's order), ``near``
+    by distance then id; only the nearest few are sorted when ``k`` is small."""
     rank = index.id_rank[pos]
     if dist is None:
+        if k < len(pos):
+            part = np.argpartition(rank, k)[:k]
+            return part[np.argsort(rank[part], kind="stable")]
         return np.argsort(rank, kind="stable")
-    return np.lexsort((rank, dist))  # nearest first, then id
+    if k < len(pos):
+        bound = np.partition(dist, k)[k]
+        part = np.nonzero(dist <= bound)[0]  # ties at the bound are sorted by id below
+        return part[np.lexsort((rank[part], dist[part]))][:k]
+    return np.lexsort((rank, dist))
