@@ -4,11 +4,12 @@ Why a process of its own: deliveries wait on other people's servers. In the API'
 slow or dead endpoint would hold connections, memory and event-loop time of the processes
 that answer drivers; in ingest it would hold up commits. Here it only ``LISTEN``s: ingest's
 ``NOTIFY space_state`` (after each committed batch, the ids of spaces whose occupancy
-changed) and ``ngsi_subscriptions`` (the table's trigger), so neither ingest nor the API waits
+changed), ``NOTIFY facility_state`` (gate-counted facilities whose count moved: count
+messages, passages, voids) and ``ngsi_subscriptions`` (the table's trigger), so neither ingest nor the API waits
 for it, and it scales or restarts on its own (deploy/docker-compose.yml runs one).
 
-Each pass (at most every ``PASS_S``) turns the changed spaces into the entities they touch
-(the spot, its facility, the facility's groups), diffs each against the last state seen,
+Each pass (at most every ``PASS_S``) turns the changed spaces and facilities into the entities
+they touch (the spot, its facility, the facility's groups), diffs each against the last state seen,
 and matches the changes to the active subscriptions (type and id / idPattern, then
 ``watchedAttributes``, ``q`` and ``geoQ``; a numpy bounding-box prefilter keeps a thousand
 geo-subscriptions cheap). Every subscription has at most one delivery in flight; changes that
@@ -99,6 +100,7 @@ class Notifier:
         self.subs: dict[str, Sub] = {}
         self.last: dict[str, dict[str, Any]] = {}
         self.changed: set[str] = set()
+        self.changed_facilities: set[str] = set()
         self.reload_wanted = True
         self.stats: dict[str, Stats] = {}
         self.wake = asyncio.Event()
@@ -159,11 +161,16 @@ class Notifier:
         # one notifier delivers; a second one waits here until the first's connection ends
         await self.listener.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
         await self.listener.add_listener("space_state", self._on_space_state)
+        await self.listener.add_listener("facility_state", self._on_facility_state)
         await self.listener.add_listener("ngsi_subscriptions", self._on_subscriptions)
         self.reload_wanted = True
 
     def _on_space_state(self, _c: object, _p: int, _ch: str, payload: str) -> None:
         self.changed.update(str(i) for i in orjson.loads(payload))
+        self.wake.set()
+
+    def _on_facility_state(self, _c: object, _p: int, _ch: str, payload: str) -> None:
+        self.changed_facilities.update(str(i) for i in orjson.loads(payload))
         self.wake.set()
 
     def _on_subscriptions(self, *_: object) -> None:
@@ -226,25 +233,30 @@ class Notifier:
                 self.subs.pop(sub.id, None)
                 self.reload_wanted = True
         changed, self.changed = self.changed, set()
-        if changed and self.subs:
-            for row, attrs in await self._changes(changed):
+        facilities, self.changed_facilities = self.changed_facilities, set()
+        if (changed or facilities) and self.subs:
+            for row, attrs in await self._changes(changed, facilities):
                 for sub, geo_holds in self._candidates(row):
                     if _wants(sub, row, attrs, geo_holds):
                         sub.pending[row.id] = row
-        elif changed:
-            await self._changes(changed)  # keep the last-seen state current
+        elif changed or facilities:
+            await self._changes(changed, facilities)  # keep the last-seen state current
         for sub in self.subs.values():
             if sub.pending and not sub.busy and time.monotonic() - sub.last_sent >= max(sub.throttling_s, COALESCE_S):
                 self._deliver(sub)
 
-    async def _changes(self, space_ids: set[str]) -> list[tuple[Row, set[str]]]:
+    async def _changes(self, space_ids: set[str], facility_ids: set[str] | None = None) -> list[tuple[Row, set[str]]]:
+        """The entities the changed spaces and gate-counted facilities touch, each with the
+        attributes that differ from the last state seen."""
         wanted = set().union(*(s.types for s in self.subs.values())) if self.subs else {"ParkingSpot"}
         ids = frozenset(entities.urn("ParkingSpot", s) for s in space_ids)
         rows: list[Row] = []
         async with self.sessions() as session, session.begin():
-            if "ParkingSpot" in wanted:
+            if "ParkingSpot" in wanted and ids:
                 rows += (await entities.spots(session, settings=self.settings, filters=Filters(ids=ids))).rows
-            sites = {r.kv["refParkingSite"] for r in rows} or await _sites(session, space_ids)
+            sites = {r.kv["refParkingSite"] for r in rows} or (await _sites(session, space_ids) if ids else set())
+            # a counted facility's URN: whichever of the two types its kind makes it
+            sites |= {entities.urn(t, f) for f in facility_ids or () for t in entities.TYPES[:2]}
             if wanted & {"OffStreetParking", "OnStreetParking"}:
                 rows += await entities.facilities(session, settings=self.settings, now=datetime.now(UTC),
                                                   types=entities.TYPES[:2], filters=Filters(ids=frozenset(sites)))
