@@ -32,6 +32,7 @@ import http.client
 import multiprocessing as mp
 import os
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -256,9 +257,14 @@ def _fanout(settings: Settings, workdir: Path, mqtt_port: int, sensors: list[tup
     rec.start()
     asyncio.run(subscribe(settings, args.subscriptions, receiver_port))
     env = dict(os.environ, CITYPARK_DATABASE_URL=settings.database_url, CITYPARK_NOTIFY_ALLOW="127.0.0.1")
+    profile = os.environ.get("CITYPARK_BENCH_PROFILE_NOTIFY")  # a path: cProfile the notifier into it
+    command = [sys.executable, "-c", "from app.cli import main; main()", "notify"]
+    if profile:
+        script = workdir / "notify_main.py"
+        script.write_text(f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nfrom app.cli import main\nmain()\n")
+        command = [sys.executable, "-m", "cProfile", "-o", profile, str(script), "notify"]
     with (workdir / "notify.log").open("ab") as fh:
-        notifier = subprocess.Popen([sys.executable, "-c", "from app.cli import main; main()", "notify"],
-                                    stdout=fh, stderr=fh, env=env, cwd=ROOT)
+        notifier = subprocess.Popen(command, stdout=fh, stderr=fh, env=env, cwd=ROOT)
     try:
         time.sleep(5)  # the notifier loads subscriptions and primes its state
         ingest_env = dict(os.environ, CITYPARK_DATABASE_URL=settings.database_url,
@@ -275,6 +281,9 @@ def _fanout(settings: Settings, workdir: Path, mqtt_port: int, sensors: list[tup
         time.sleep(5)  # let the last notifications land
         ingest.terminate()
         ingest.wait(timeout=60)
+        if profile:
+            notifier.send_signal(signal.SIGINT)
+            notifier.wait(timeout=60)
         stop.set()
         count, lags = out.get(timeout=60)
         rec.join()

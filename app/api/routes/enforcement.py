@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import orjson
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from app.api import geojson
 from app.api.deps import SessionDep, SettingsDep, require_roles
@@ -37,7 +37,7 @@ Bbox = Annotated[str | None, Query(description="minlon,minlat,maxlon,maxlat", ex
 
 class ViolationOut(BaseModel):
     id: int
-    space_id: str
+    space_id: str | None = Field(description="null for an overstay in a gate-counted lot (from its passages)")
     facility_id: str
     facility_name: str | None
     operator_id: str | None
@@ -55,7 +55,7 @@ class ViolationOut(BaseModel):
 class StopOut(BaseModel):
     order: int
     id: int
-    space_id: str
+    space_id: str | None
     facility_id: str
     kind: str
     rule_id: int | None
