@@ -44,7 +44,7 @@ from app.core.settings import Settings
 from app.core.times import iso_utc
 from app.standards.ngsi_ld import entities, geo, http_post, query, render, service, ssrf
 from app.standards.ngsi_ld.entities import Filters, Row
-from matching.geo import EARTH_RADIUS_M, haversine_m
+from matching.geo import EARTH_RADIUS_M, haversine_m, least_dot, unit_xyz
 
 log = logging.getLogger(__name__)
 PASS_S = 0.1
@@ -116,6 +116,8 @@ class Notifier:
         self._checked: dict[str, float] = {}  # endpoint URI → when it last passed the SSRF rules
         self._near: list[Sub] = []
         self._near_xyr = np.zeros((0, 3))
+        self._near_xyz = np.zeros((0, 3))
+        self._near_dot = np.zeros(0)
         self._unboxed: list[Sub] = []
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -210,6 +212,10 @@ class Notifier:
             assert s.geo.point is not None
             xyr.append((*s.geo.point, s.geo.max_distance_m))
         self._near_xyr = np.array(xyr, dtype=float).reshape(-1, 3)
+        # unit vectors of the centres and the least dot product within each distance (+1 m): one
+        # matrix product per changed point, then haversine on the few it leaves
+        self._near_xyz = unit_xyz(self._near_xyr[:, 1], self._near_xyr[:, 0]).reshape(-1, 3)
+        self._near_dot = np.array([least_dot(r + 1.0) for r in self._near_xyr[:, 2]])
         near = {s.id for s in self._near}
         self._boxed = [s for s in fresh.values() if s.geo is not None and s.id not in near]
         self._unboxed = [s for s in fresh.values() if s.geo is None]
@@ -281,8 +287,9 @@ class Notifier:
         if self._near and location["type"] == "Point":
             lon, lat = location["coordinates"][:2]
             xyr = self._near_xyr
-            hit = np.flatnonzero(_haversine(lon, lat, xyr[:, 0], xyr[:, 1]) <= xyr[:, 2])
-            found += [(self._near[i], True) for i in hit if kind in self._near[i].types]
+            close = np.flatnonzero(self._near_xyz @ unit_xyz(lat, lon)[0] >= self._near_dot)
+            hit = close[_haversine(lon, lat, xyr[close, 0], xyr[close, 1]) <= xyr[close, 2]]
+            found += [(self._near[i], True) for i in hit.tolist() if kind in self._near[i].types]
         elif self._near:
             found += [(s, False) for s in self._near if kind in s.types]
         if self._boxed:
