@@ -121,6 +121,7 @@ async def randomize(settings: Settings) -> None:
 
 def receiver(port: int, out: mp.Queue, stop: mp.Event) -> None:  # type: ignore[type-arg]
     lags: list[float] = []
+    arrivals: list[float] = []
     counts = {"notifications": 0}
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -137,6 +138,7 @@ def receiver(port: int, out: mp.Queue, stop: mp.Event) -> None:  # type: ignore[
                 for entity in body["data"]:
                     if "timeInstant" in entity:
                         lags.append(now - datetime.fromisoformat(entity["timeInstant"]).timestamp())
+                        arrivals.append(now)
                 writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             writer.close()
@@ -146,7 +148,7 @@ def receiver(port: int, out: mp.Queue, stop: mp.Event) -> None:  # type: ignore[
         while not stop.is_set():
             await asyncio.sleep(0.2)
         server.close()
-        out.put((counts["notifications"], lags))
+        out.put((counts["notifications"], lags, arrivals))
 
     asyncio.run(main())
 
@@ -268,7 +270,8 @@ def _fanout(settings: Settings, workdir: Path, mqtt_port: int, sensors: list[tup
     with (workdir / "notify.log").open("ab") as fh:
         notifier = subprocess.Popen(command, stdout=fh, stderr=fh, env=env, cwd=ROOT)
     try:
-        time.sleep(5)  # the notifier loads subscriptions and primes its state
+        # the notifier loads the subscriptions and primes its state of every entity first
+        bench_ingest.wait_for(lambda: "ready: " in (workdir / "notify.log").read_text(), 120, "no notifier")
         ingest_env = dict(os.environ, CITYPARK_DATABASE_URL=settings.database_url,
                           CITYPARK_MQTT_URL=f"mqtt://127.0.0.1:{mqtt_port}",
                           CITYPARK_MQTT_TOPIC_ROOT=bench_ingest.TOPIC_ROOT)
@@ -287,11 +290,16 @@ def _fanout(settings: Settings, workdir: Path, mqtt_port: int, sensors: list[tup
             notifier.send_signal(signal.SIGINT)
             notifier.wait(timeout=60)
         stop.set()
-        count, lags = out.get(timeout=60)
+        count, lags, arrivals = out.get(timeout=60)
         rec.join()
         print(f"(3) {args.subscriptions} subscriptions, {args.rate} changes/s for {args.seconds:.0f} s: "
               f"{count:,} notifications, {len(lags):,} entities; lag p50 {p(lags, 0.5):.2f} s, "
               f"p99 {p(lags, 0.99):.2f} s (target ≤ 2 s)" if lags else "(3) no notifications", flush=True)
+        if lags:  # a lag that grows over the run is a throughput deficit, a flat one a latency
+            order = sorted(range(len(lags)), key=arrivals.__getitem__)
+            thirds = [[lags[i] for i in order[k * len(order) // 3:(k + 1) * len(order) // 3]] for k in range(3)]
+            print("    lag p50 by third of the run: " + ", ".join(f"{p(t, 0.5):.2f} s" for t in thirds if t),
+                  flush=True)
         asyncio.run(randomize(settings))  # the backlog's events are newer again: they change state, notify
         again = ingest_rate(mqtt_port, settings, sensors, args.events, workdir / "ingest-b.log")
         print(f"(4) ingest with {args.subscriptions} subscriptions and the notifier running: {again:,.0f} events/s, "

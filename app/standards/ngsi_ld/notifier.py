@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import time
 import uuid
@@ -139,6 +140,8 @@ class Notifier:
                 if now - last_flush > FLUSH_S:
                     await self.flush_stats()
                     last_flush = now
+                if not self.ready.is_set():
+                    log.info("ready: %d subscriptions, %d entities primed", len(self.subs), len(self.last))
                 self.ready.set()
             except Exception:  # a bad pass must not end the loop
                 log.exception("notifier pass failed")
@@ -476,7 +479,11 @@ async def _sites(session: Any, space_ids: set[str]) -> set[str]:
 
 
 async def serve(settings: Settings) -> None:
-    """Run until cancelled (the ``citypark notify`` command)."""
+    """Run until cancelled (the ``citypark notify`` command). The process lowers its own CPU
+    priority (``CITYPARK_NOTIFY_NICE``): on a host it shares with ingest and the API, a flood of
+    changes makes notifications later, never ingest slower."""
+    if settings.notify_nice:
+        os.nice(settings.notify_nice)
     notifier = Notifier(settings)
     try:
         await notifier.run()
