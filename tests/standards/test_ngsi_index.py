@@ -23,6 +23,7 @@ from app.core.settings import Settings
 from app.occupancy.service import driver_connection
 from app.standards.ngsi_ld import geo, query, service
 from app.standards.ngsi_ld.entities import Filters
+from tests.conftest import app_client
 
 LON, LAT = 122.997, 41.112
 
@@ -125,3 +126,25 @@ async def test_stale_reads_unknown_in_both(db: AsyncSession, db_settings: Settin
     far = replace(near(lon, lat, "near;maxDistance==100000"), ids=None)
     assert json.dumps(await both(db, db_settings, index, filters=far, q=query.parse('status=="unknown"'),
                                  limit=1000, count=True))
+
+
+async def test_the_route_answers_from_the_index_as_from_postgis(fresh_db: Any) -> None:
+    settings: Settings = await fresh_db()
+    urls = []
+    for lon, lat, rel in ((LON, LAT, "near;maxDistance==400"), (LON + 0.004, LAT - 0.002, "near;maxDistance==150")):
+        for q in ('status=="unknown"', 'status!="free"', None):
+            params = {"type": "ParkingSpot", "georel": rel, "geometry": "Point",
+                      "coordinates": json.dumps([lon, lat]), "limit": "7", "offset": "3", "count": "true"}
+            urls.append({**params, **({"q": q} if q else {})})
+    answers = []
+    for use_index in (True, False):
+        async with app_client(settings.model_copy(update={"ngsi_index": use_index})) as client:
+            assert client.app.state.matching.ready  # type: ignore[attr-defined]
+            got = []
+            for params in urls:
+                r = await client.get("/ngsi-ld/v1/entities", params=params)
+                assert r.status_code == 200, r.text
+                got.append((r.json(), r.headers["link"], r.headers["NGSILD-Results-Count"]))
+            answers.append(got)
+    assert answers[0] == answers[1]
+    assert any(body for body, _, _ in answers[0])
