@@ -33,6 +33,7 @@ class Eligibility:
 
     closed: set[str] = field(default_factory=set)
     counted: set[str] = field(default_factory=set)  # open gate-counted facilities
+    flagged_closed: set[str] = field(default_factory=set)  # facilities.closed set (not by hours or rules)
     blocked_spaces: set[str] = field(default_factory=set)
     closes_at: dict[str, datetime] = field(default_factory=dict)
     limit_min: dict[str, int] = field(default_factory=dict)  # facility or space id → minutes
@@ -79,6 +80,8 @@ async def load(conn: AsyncConnection | AsyncSession, local_now: datetime) -> Eli
 
 def _facility(out: Eligibility, row: Any, local_now: datetime) -> None:
     specs = (row["opening_hours"], row["public_hours"])
+    if row["closed"]:
+        out.flagged_closed.add(row["id"])
     if row["closed"] or not all(hours.is_open(spec, local_now) for spec in specs):
         out.closed.add(row["id"])
         return

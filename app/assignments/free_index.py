@@ -34,7 +34,18 @@ SELECT array_agg(id ORDER BY id), array_agg(facility_id ORDER BY id), array_agg(
        array_agg(no_parking ORDER BY id)
 FROM spaces
 """
-SIGNATURE_SQL = "SELECT count(*), coalesce(sum(hashtext(id)::int8), 0) FROM spaces"
+SIGNATURE_SQL = """
+SELECT count(*), coalesce(sum(hashtext(id)::int8), 0),
+       (SELECT coalesce(sum(hashtext(concat_ws(':', id, space_id))::int8), 0) FROM sensors),
+       (SELECT coalesce(sum(hashtext(concat_ws(':', id, kind, operator_id))::int8), 0) FROM facilities)
+FROM spaces
+"""
+# What the NGSI-LD spots read besides position and state (app.standards.ngsi_ld.spot_index), id order.
+SPOT_EXTRAS_SQL = """
+SELECT array_agg(f.kind ORDER BY s.id), array_agg(f.operator_id ORDER BY s.id), array_agg(se.id ORDER BY s.id)
+FROM spaces s JOIN facilities f ON f.id = s.facility_id
+LEFT JOIN LATERAL (SELECT id FROM sensors WHERE space_id = s.id ORDER BY id LIMIT 1) se ON true
+"""
 
 _STATE_FROM = """
 FROM spaces s
@@ -47,6 +58,7 @@ _STATE_COLUMNS = (
     "coalesce(st.occupied::int, -1)",
     "coalesce(extract(epoch FROM st.last_seen)::float8, 'NaN')",  # when heard from (staleness)
     "coalesce(extract(epoch FROM h.until)::float8, 'NaN')",
+    "(extract(epoch FROM st.observed_at) * 1000000)::int8",  # exact microseconds (NGSI-LD observedAt)
 )
 ALL_STATES_SQL = "SELECT array_agg(s.id ORDER BY s.id), " + ", ".join(
     f"array_agg({c} ORDER BY s.id)" for c in _STATE_COLUMNS) + _STATE_FROM
@@ -167,7 +179,13 @@ class FreeIndex:
         self.pos: dict[str, int] = {}
         self.rows: list[tuple[str, str, float, float, bool, bool]] = []
         self._json: list[bytes | None] = []  # per position: serialised constant fields, on first answer
-        self.signature: tuple[int, int] | None = None
+        self.signature: tuple[int, ...] | None = None
+        # for NGSI-LD spots (app.standards.ngsi_ld.spot_index), per position; see _extras
+        self.spot_rows: list[tuple[str, str, str | None]] | None = None
+        self.spot_cache: list[Any] = []  # per position, the spot's constant key-values, on first answer
+        self.observed_us: list[int | None] = []
+        self.id_rank: NDArray[np.int64] = np.empty(0, dtype=np.int64)
+        self.facility_closed: NDArray[np.bool_] = np.empty(0, dtype=bool)
         self.loaded_at = 0.0
         self._eligibility_at = -1.0
         self._grid: Grid | None = None
@@ -180,6 +198,7 @@ class FreeIndex:
         signature = tuple(await conn.fetchrow(SIGNATURE_SQL))
         if signature != self.signature:
             self._inventory(await conn.fetchrow(SPACES_SQL))
+            self._extras(await conn.fetchrow(SPOT_EXTRAS_SQL))
             self.signature = signature
         await self.refresh(conn, None)
         self.loaded_at = time.monotonic()
@@ -207,15 +226,27 @@ class FreeIndex:
                              self.accessible.tolist(), self.ev.tolist(), strict=True))
         self._json = [None] * len(ids)
         n = len(ids)
+        self.id_rank = order.astype(np.int64)  # rank in the database's id order (its collation)
+        self.observed_us = [None] * n
+        self.facility_closed = np.zeros(n, dtype=bool)
+        self.spot_rows = None
         self.state = State(np.full(n, -1, np.int8), np.full(n, np.nan), np.full(n, np.nan))
         self._eligibility_at = -1.0
         self._derive()
 
-    def set_states(self, occupied: Any, seen: Any, held_until: Any) -> None:
+    def _extras(self, row: Any) -> None:
+        """Facility kind, operator and sensor of every space (``SPOT_EXTRAS_SQL``), in grid order."""
+        kinds, operators, sensors = (list(c or []) for c in row)
+        self.spot_rows = [(kinds[i], operators[i], sensors[i]) for i in self._order.tolist()]
+        self.spot_cache = [None] * len(self.spot_rows)
+
+    def set_states(self, occupied: Any, seen: Any, held_until: Any, observed_us: Any = None) -> None:
         """Whole state columns in id order (as ``ALL_STATES_SQL`` returns them)."""
         order = self._order
         self.state = State(np.array(occupied, np.int8)[order], np.array(seen, float)[order],
                            np.array(held_until, float)[order])
+        if observed_us is not None:
+            self.observed_us = [observed_us[i] for i in order.tolist()]
         self._derive()
 
     async def refresh(self, conn: asyncpg.Connection, ids: list[str] | None) -> None:
@@ -229,6 +260,7 @@ class FreeIndex:
             i = self.pos.get(r[0])
             if i is not None:
                 self.state.occupied[i], self.state.seen[i], self.state.held_until[i] = r[1], r[2], r[3]
+                self.observed_us[i] = r[4]
                 self._derive_one(i)
 
     async def poll_holds(self, conn: asyncpg.Connection, since: float) -> float:
@@ -250,6 +282,7 @@ class FreeIndex:
         if eligibility.taken_at == self._eligibility_at or not self.ids:
             return
         closed = np.isin(self.facility, list(eligibility.closed))
+        self.facility_closed = np.isin(self.facility, list(eligibility.flagged_closed))
         blocked = np.isin(np.array(self.ids, dtype=object), list(eligibility.blocked_spaces))
         self.excluded = self.no_parking | closed | blocked
         self._eligibility_at = eligibility.taken_at

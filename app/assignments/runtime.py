@@ -141,6 +141,8 @@ class MatchingRuntime:
         self._stopping = False
         self._holds_since = 0.0
         self.writer: HoldWriter | None = None
+        # called with the facility ids of each NOTIFY facility_state (gate counts moved)
+        self.facility_listeners: list[Callable[[list[str]], None]] = []
 
     async def solve(self, batch: service.Batch, conn: Any = None) -> list[list[service.Option]]:
         """Candidates for the whole batch (index, else one query), then the exact joint decision."""
@@ -229,6 +231,12 @@ class MatchingRuntime:
         self._listener = await asyncpg.connect(self.settings.listen_dsn)  # never through PgBouncer
         await self._listener.add_listener("space_state", self._on_space_state)
         await self._listener.add_listener("assignments", self._on_assignment)
+        await self._listener.add_listener("facility_state", self._on_facility_state)
+
+    def _on_facility_state(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        ids = [str(i) for i in orjson.loads(payload)]
+        for listener in self.facility_listeners:
+            listener(ids)
 
     def _on_space_state(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         ids = [str(i) for i in orjson.loads(payload)]
@@ -370,6 +378,11 @@ class MatchingRuntime:
                                                     after_id=after_id, settings=self.settings, eligibility=eligibility)
         return page, None, more
 
+    def current_index(self) -> FreeIndex | None:
+        """The index with the current eligibility applied, or None while it is not loaded
+        (NGSI-LD spot queries read it too: ``app.standards.ngsi_ld.spot_index``)."""
+        return self._current_index()
+
     def _current_index(self) -> FreeIndex | None:
         """The index with the current eligibility applied, or None while it is not loaded."""
         if not self.ready:
@@ -385,8 +398,12 @@ def free_query(query: service.AssignmentRequest, limit: int) -> dict[str, Any]:
 
 
 async def start(app: Any) -> None:
-    """Startup hook: ``app.state.matching``."""
+    """Startup hook: ``app.state.matching``; a gate count moved anywhere drops this process's
+    facility snapshot (``app.state.facility_cache``)."""
     runtime = MatchingRuntime(app.state.settings, app.state.engine)
+    cache = getattr(app.state, "facility_cache", None)
+    if cache is not None:
+        runtime.facility_listeners.append(lambda _ids: cache.invalidate())
     app.state.matching = runtime
     await runtime.start()
 

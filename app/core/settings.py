@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     notify_allow: str = ""
     notify_timeout_s: float = 5.0
     notify_attempts: int = Field(default=6, ge=1)
+    # the notifier's CPU priority below ingest and the API on a shared host (os.nice increment; 0: none)
+    notify_nice: int = Field(default=10, ge=0, le=19)
+    # NGSI-LD ParkingSpot queries from the process's free-space index (False: always PostGIS)
+    ngsi_index: bool = True
     # where citypark is reached from outside (the @context URL in notifications)
     public_url: str = "http://127.0.0.1:8000"
 

@@ -26,10 +26,15 @@ class Violation(Base):
         CheckConstraint("kind IN ('overstay', 'no_parking')", name="kind"),
         # One violation per stay and kind: re-delivered or late events cannot duplicate it.
         UniqueConstraint("space_id", "kind", "stay_since", name="uq_violations_stay"),
+        # A gate-counted lot's overstay names its entry passage instead (app.enforcement.lot_stays).
+        UniqueConstraint("entry_passage_id", "kind", "stay_since", name="uq_violations_lot_stay"),
+        CheckConstraint("(space_id IS NULL) <> (entry_passage_id IS NULL)", name="one_subject"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    space_id: Mapped[str] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"))
+    space_id: Mapped[str | None] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"))
+    entry_passage_id: Mapped[int | None] = mapped_column(
+        ForeignKey("passages.id", ondelete="CASCADE", name="fk_violations_entry_passage"))
     facility_id: Mapped[str] = mapped_column(Text, index=True)
     rule_id: Mapped[int | None] = mapped_column(
         ForeignKey("parking_rules.id", ondelete="SET NULL")

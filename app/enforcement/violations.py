@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.settings import Settings
-from app.enforcement import engine
+from app.enforcement import engine, lot_stays
 
 HISTORY_BACK = timedelta(days=7)  # how far back a stay's start is looked for
 LOCK_KEY = 0x63697479_7061726B  # "citypark": one detection pass at a time across processes
@@ -217,7 +217,8 @@ class Sweep:
         for space_id in changed:
             self.due.pop(space_id, None)
         self.due.update(result.next_checks)
-        return result
+        in_lots = await lot_stays.detect(session, now=now, settings=settings)  # gate-counted lots' stays
+        return Detected(result.spaces, result.violations + in_lots, result.next_checks)
 
     async def _changed(self, session: AsyncSession, now: datetime) -> dict[str, datetime]:
         fingerprint = await rules_fingerprint(session)

@@ -16,6 +16,11 @@ batch (``["zqgc-lot-001", "s51-04-003"]``). A batch normally sends one notificat
 large change set is split into several arrays of under 7,500 bytes each. Listeners re-read
 ``space_state`` for those ids (the payload carries no state, so a late listener is never wrong).
 
+``NOTIFY facility_state`` does the same for gate-counted facilities: a JSON array of the facility
+ids whose count a batch wrote (count messages here; passages and voids by ``app.passages``
+after their recount), so NGSI-LD subscriptions on ``availableSpotNumber`` and the API's caches
+follow counted lots as they follow sensors (:func:`notify_facilities`).
+
 **Staleness is computed by readers, not stored.** A space's status is ``unknown`` when its
 ``space_state.occupied`` is NULL or its ``last_seen`` (any message from its sensor, occupancy
 or heartbeat) is older than ``settings.stale_after_s``; never ``free``: the one rule of
@@ -50,6 +55,7 @@ from app.occupancy.messages import (
 
 STORED_PAYLOAD_CHARS = 2000
 NOTIFY_CHANNEL = "space_state"
+FACILITY_CHANNEL = "facility_state"  # facilities whose gate count moved (counts, passages, voids)
 NOTIFY_MAX_BYTES = 7500
 
 
@@ -86,7 +92,16 @@ async def write_batch(conn: asyncpg.Connection, events: Sequence[Event], *,
     if notify and changed:
         await conn.execute("SELECT pg_notify($1, c) FROM unnest($2::text[]) AS c",
                            NOTIFY_CHANNEL, _notify_chunks(changed))
+    if notify and counts:
+        await notify_facilities(conn, sorted({c.facility_id for c in counts}))
     return BatchResult(inserted, n_counts, len(rejections), changed)
+
+
+async def notify_facilities(conn: asyncpg.Connection, facility_ids: Sequence[str]) -> None:
+    """``NOTIFY facility_state`` (delivered at commit) with these facility ids."""
+    if facility_ids:
+        await conn.execute("SELECT pg_notify($1, c) FROM unnest($2::text[]) AS c",
+                           FACILITY_CHANNEL, _notify_chunks(list(facility_ids)))
 
 
 def _dedupe(items: list[Any], key: Any) -> list[Any]:

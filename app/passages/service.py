@@ -32,6 +32,7 @@ from typing import Any
 
 import asyncpg
 
+from app.occupancy.service import notify_facilities
 from app.passages import sql
 from app.passages.messages import PassageIn
 
@@ -109,6 +110,7 @@ async def recount(conn: asyncpg.Connection, facility_ids: Sequence[str]) -> None
         free, last = await _walk(conn, fid, free, at, cap)
         upserts.append((fid, max(0, min(cap, free)), cap, max(at, last), "passages"))
     await conn.execute(sql.UPSERT_COUNT, *[list(c) for c in zip(*upserts, strict=True)])
+    await notify_facilities(conn, [u[0] for u in upserts])  # the change feed, as count messages send it
 
 
 async def _walk(conn: asyncpg.Connection, facility_id: str, free: int, since: datetime,

@@ -49,3 +49,14 @@ def key_values_of(normalized: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value["value"]
     return out
+
+
+@pytest.fixture
+async def client(db_settings: Any, db: Any) -> Any:
+    """The app in the test's rolled-back transaction, spot queries answered by PostGIS: these tests
+    write live state the free-space index (which follows committed state) cannot see; the index's
+    answers are compared with PostGIS's in test_ngsi_index.py."""
+    from tests.conftest import app_client
+
+    async with app_client(db_settings.model_copy(update={"ngsi_index": False}), db) as c:
+        yield c

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from app.api import geojson, paging
 from app.api.deps import SessionDep, SettingsDep, require_roles
@@ -39,7 +39,7 @@ Bbox = Annotated[str | None, Query(description="minlon,minlat,maxlon,maxlat", ex
 
 class ViolationOut(BaseModel):
     id: int
-    space_id: str
+    space_id: str | None = Field(description="null for an overstay in a gate-counted lot (from its passages)")
     facility_id: str
     facility_name: str | None
     operator_id: str | None
@@ -57,7 +57,7 @@ class ViolationOut(BaseModel):
 class StopOut(BaseModel):
     order: int
     id: int
-    space_id: str
+    space_id: str | None
     facility_id: str
     kind: str
     rule_id: int | None

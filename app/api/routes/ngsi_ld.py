@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import unquote_plus
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
@@ -14,8 +14,11 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 
 from app.api import errors as api_errors
-from app.api.deps import SessionDep, SettingsDep, require_roles
+from app.api import hot
+from app.api.deps import SessionDep, SettingsDep, require_roles, transaction
+from app.assignments.free_index import FreeIndex
 from app.core.errors import DomainError
+from app.core.settings import Settings
 from app.keys.service import Principal
 from app.standards.ngsi_ld import errors, geo, query, render, service, subscriptions
 from app.standards.ngsi_ld.entities import TYPES, Filters
@@ -26,21 +29,27 @@ class ProblemRoute(APIRoute):
     """Every error of these routes, domain or NGSI-LD, leaves as a ProblemDetails."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
+        return problems(super().get_route_handler())
 
-        async def route(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except NgsiLdError as exc:
-                return problem(exc.status, exc.problem_details())
-            except DomainError as exc:
-                status = api_errors.status_for(exc)
-                name = {401: "Unauthorized", 403: "Forbidden", 404: "ResourceNotFound",
-                        409: "AlreadyExists"}.get(status, "BadRequestData")
-                return problem(status, {"type": errors.ERRORS + name, "title": name, "status": status,
-                                        "detail": exc.detail, "error": exc.kind})
 
-        return route
+def problems(handler: Callable[[Request], Coroutine[Any, Any, Response]]
+             ) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+    """``handler`` with its domain and NGSI-LD errors answered as ProblemDetails."""
+
+    async def route(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except NgsiLdError as exc:
+            return problem(exc.status, exc.problem_details())
+        except DomainError as exc:
+            status = api_errors.status_for(exc)
+            name = {401: "Unauthorized", 403: "Forbidden", 404: "ResourceNotFound",
+                    409: "AlreadyExists"}.get(status, "BadRequestData")
+            return problem(status, {"type": errors.ERRORS + name, "title": name, "status": status,
+                                    "detail": exc.detail, "error": exc.kind})
+
+    route.__name__ = getattr(handler, "__name__", "route")
+    return route
 
 
 def problem(status: int, body: dict[str, Any]) -> Response:
@@ -61,34 +70,65 @@ Text = Annotated[str | None, Query()]
 Subscriber = Annotated[Principal, Depends(require_roles("operator"))]
 
 
+def _index(request: Request, settings: Settings) -> FreeIndex | None:
+    """The process's free-space index for spot queries (None: PostGIS answers)."""
+    runtime = getattr(request.app.state, "matching", None)
+    return runtime.current_index() if settings.ngsi_index and runtime is not None else None
+
+
 def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-@router.get("/v1/entities", summary="Query parking entities", responses=RESPONSES)
-async def query_entities(
-    request: Request, session: SessionDep, settings: SettingsDep, type: Text = None, id: Text = None,
-    idPattern: Text = None, attrs: Text = None, q: Text = None, georel: Text = None, geometry: Text = None,
-    coordinates: Text = None, geoproperty: Text = None, limit: Text = None, offset: Text = None,
-    count: Text = None, options: Text = None, format: Text = None,
-) -> Response:
+_ENTITY_PARAMS = ("type", "id", "idPattern", "attrs", "q", "georel", "geometry", "coordinates", "geoproperty",
+                  "limit", "offset", "count", "options", "format")
+
+
+async def answer_query_entities(request: Request) -> Response:
+    """The one handler of ``GET /ngsi-ld/v1/entities`` (a hot route: ``app.api.hot``; a ``near``
+    query on spots is answered from memory, so FastAPI's per-request machinery would be most
+    of its cost)."""
+    params = request.query_params
+    p = {name: params.get(name) for name in _ENTITY_PARAMS}
+    settings: Settings = request.app.state.settings
     media = render.negotiate(request.headers.get("accept"))
-    key_values = render.parse_options(options, format)
-    off, lim = service.parse_window(offset, limit)
-    if count not in (None, "true", "false"):
+    key_values = render.parse_options(p["options"], p["format"])
+    off, lim = service.parse_window(p["offset"], p["limit"])
+    if p["count"] not in (None, "true", "false"):
         raise errors.BadRequestData("count is true or false")
     asked = service.EntityQuery(
-        types=service.parse_types(type),
-        filters=Filters(ids=service.parse_ids(id), id_pattern=service.parse_pattern(idPattern),
-                        geo=geo.parse(georel, geometry, coordinates, geoproperty)),
-        q=query.parse(q) if q else None, attrs=_attrs(attrs), offset=off, limit=lim, count=count == "true")
-    page = await service.find(session, settings=settings, request=asked)
-    body = render.render_many(page.rows, media=media, key_values=key_values, attrs=asked.attrs,
-                              base=_base(request))
-    headers = {"Link": ", ".join(_links(request, page, off, lim))}
+        types=service.parse_types(p["type"]),
+        filters=Filters(ids=service.parse_ids(p["id"]), id_pattern=service.parse_pattern(p["idPattern"]),
+                        geo=geo.parse(p["georel"], p["geometry"], p["coordinates"], p["geoproperty"])),
+        q=query.parse(p["q"]) if p["q"] else None, attrs=_attrs(p["attrs"]), offset=off, limit=lim,
+        count=p["count"] == "true")
+    index = _index(request, settings)
+    if service.from_index(asked, index):  # spots from memory: no session, no transaction
+        assert index is not None
+        page = service.find_in_index(asked, index)
+    else:
+        async with transaction(request) as session:
+            page = await service.find(session, settings=settings, request=asked, index=index)
+    base = _base(request)
+    body = render.render_many(page.rows, media=media, key_values=key_values, attrs=asked.attrs, base=base)
+    headers = {"Link": ", ".join(_links(request, page, off, lim, base))}
     if page.total is not None:
         headers["NGSILD-Results-Count"] = headers["X-Total-Count"] = str(page.total)
     return Response(body, media_type=media, headers=headers)
+
+
+async def query_entities(
+    type: Text = None, id: Text = None, idPattern: Text = None, attrs: Text = None, q: Text = None,
+    georel: Text = None, geometry: Text = None, coordinates: Text = None, geoproperty: Text = None,
+    limit: Text = None, offset: Text = None, count: Text = None, options: Text = None, format: Text = None,
+) -> Response:
+    """OpenAPI description only: requests are answered by :func:`answer_query_entities`."""
+    raise NotImplementedError
+
+
+router.add_api_route("/v1/entities", query_entities, methods=["GET"], summary="Query parking entities",
+                     responses=RESPONSES,
+                     route_class_override=hot.hot_route(problems(answer_query_entities)))
 
 
 @router.get("/v1/entities/{entity_id}", summary="One parking entity", responses=RESPONSES)
@@ -96,7 +136,7 @@ async def retrieve_entity(request: Request, entity_id: str, session: SessionDep,
                           attrs: Text = None, options: Text = None, format: Text = None) -> Response:
     media = render.negotiate(request.headers.get("accept"))
     key_values = render.parse_options(options, format)
-    row = await service.get(session, settings=settings, entity_id=entity_id)
+    row = await service.get(session, settings=settings, entity_id=entity_id, index=_index(request, settings))
     body = render.render_one(row, media=media, key_values=key_values, attrs=_attrs(attrs), base=_base(request))
     return Response(body, media_type=media, headers={"Link": render.link_header(_base(request))})
 
@@ -208,8 +248,8 @@ def _attrs(raw: str | None) -> frozenset[str] | None:
     return names
 
 
-def _links(request: Request, page: service.Page, offset: int, limit: int) -> list[str]:
-    links = [render.link_header(_base(request))]
+def _links(request: Request, page: service.Page, offset: int, limit: int, base: str) -> list[str]:
+    links = [render.link_header(base)]
     if page.more and limit > 0:
         links.append(f'<{_page_url(request, offset + limit, limit)}>; rel="next"')
     if offset > 0 and limit > 0:
@@ -218,6 +258,9 @@ def _links(request: Request, page: service.Page, offset: int, limit: int) -> lis
 
 
 def _page_url(request: Request, offset: int, limit: int) -> str:
-    params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("offset", "limit")]
-    params += [("offset", str(offset)), ("limit", str(limit))]
-    return f"{request.url.path}?{urlencode(params)}"
+    """This request's URL with another window: the caller's parameters as sent (no re-encoding)."""
+    raw = request.scope["query_string"].decode("latin-1")
+    kept = [part for part in raw.split("&")
+            if part and unquote_plus(part.partition("=")[0]) not in ("offset", "limit")]
+    kept += [f"offset={offset}", f"limit={limit}"]
+    return f"{request.scope.get('root_path', '')}{request.scope['path']}?{'&'.join(kept)}"

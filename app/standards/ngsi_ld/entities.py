@@ -275,18 +275,26 @@ def _spot_condition(tree: Query, params: list[Any]) -> str | None:
 
 
 def _spot(r: Any) -> Row:
+    return spot_row(r["id"], r["facility_id"], r["facility_kind"], r["operator_id"], r["sensor_id"], r["lon"],
+                    r["lat"], r["status"], r["observed_at"], r.get("d"))
+
+
+def spot_row(space_id: str, facility_id: str, facility_kind: str, operator_id: str, sensor_id: str | None,
+             lon: float, lat: float, status: str, observed_at: datetime | None, distance_m: float | None) -> Row:
+    """A ParkingSpot (key-values): the one builder of the SQL path and the index path
+    (``spot_index``)."""
     kv: dict[str, Any] = {
-        "id": urn("ParkingSpot", r["id"]), "type": "ParkingSpot", "name": r["id"], "status": r["status"],
-        "category": ["onStreet" if r["facility_kind"] == "curb" else "offStreet"],
-        "refParkingSite": urn(facility_type(r["facility_kind"]), r["facility_id"]),
-        "location": {"type": "Point", "coordinates": [round(r["lon"], 7), round(r["lat"], 7)]},
-        "owner": [f"urn:ngsi-ld:Organization:{r['operator_id']}"], "dataProvider": PROVIDER,
+        "id": urn("ParkingSpot", space_id), "type": "ParkingSpot", "name": space_id, "status": status,
+        "category": ["onStreet" if facility_kind == "curb" else "offStreet"],
+        "refParkingSite": urn(facility_type(facility_kind), facility_id),
+        "location": {"type": "Point", "coordinates": [round(lon, 7), round(lat, 7)]},
+        "owner": [f"urn:ngsi-ld:Organization:{operator_id}"], "dataProvider": PROVIDER,
     }
-    if r["sensor_id"] is not None:
-        kv["refDevice"] = [urn("Device", r["sensor_id"])]
-    if r["observed_at"] is not None:
-        kv["timeInstant"] = iso_utc(r["observed_at"])
-    return Row(kv, r["observed_at"], r.get("d"))
+    if sensor_id is not None:
+        kv["refDevice"] = [urn("Device", sensor_id)]
+    if observed_at is not None:
+        kv["timeInstant"] = iso_utc(observed_at)
+    return Row(kv, observed_at, distance_m)
 
 
 # --- shared -------------------------------------------------------------------------------------
@@ -296,7 +304,8 @@ def _distance_sql(column: str, geo: GeoQuery, param: int) -> tuple[str, list[Any
     if geo.relation != "near" or geo.point is None:
         return "NULL::float8", []
     lon, lat = geo.point
-    return (f"ST_Distance(({column})::geography, ST_SetSRID(ST_MakePoint(${param}, ${param + 1}), 4326)::geography)",
+    return (f"ST_Distance(({column})::geography, ST_SetSRID(ST_MakePoint(${param}, ${param + 1}), 4326)::geography, "
+            "false)",
             [lon, lat])
 
 

@@ -1,6 +1,8 @@
 """NGSI-LD geo-queries (``georel``, ``geometry``, ``coordinates``; ETSI GS CIM 009 §4.10),
 answered by PostGIS: ``near;maxDistance==m`` / ``near;minDistance==m`` in metres on geography
-(the spaces' geography GiST index), ``within``, ``contains``, ``intersects``, ``disjoint``,
+(the spaces' geography GiST index; great-circle metres on the sphere, ``use_spheroid => false``,
+the one distance of the whole project, ``matching.geo``, so the in-memory answer of
+``spot_index`` and the notifier's agree with it), ``within``, ``contains``, ``intersects``, ``disjoint``,
 ``equals``, ``overlaps`` on the geometries in SRID 4326."""
 
 from __future__ import annotations
@@ -39,9 +41,9 @@ class GeoQuery:
         geojson = json.dumps(self.geometry)
         if self.relation == "near":
             if self.max_distance_m is not None:
-                return (f"ST_DWithin(({column})::geography, ({shape})::geography, ${param + 1})",
+                return (f"ST_DWithin(({column})::geography, ({shape})::geography, ${param + 1}, false)",
                         [geojson, self.max_distance_m])
-            return (f"NOT ST_DWithin(({column})::geography, ({shape})::geography, ${param + 1})",
+            return (f"NOT ST_DWithin(({column})::geography, ({shape})::geography, ${param + 1}, false)",
                     [geojson, self.min_distance_m])
         function = {"within": "ST_Within", "contains": "ST_Contains", "intersects": "ST_Intersects",
                     "disjoint": "ST_Disjoint", "equals": "ST_Equals", "overlaps": "ST_Overlaps"}[self.relation]

@@ -4,11 +4,12 @@ Why a process of its own: deliveries wait on other people's servers. In the API'
 slow or dead endpoint would hold connections, memory and event-loop time of the processes
 that answer drivers; in ingest it would hold up commits. Here it only ``LISTEN``s: ingest's
 ``NOTIFY space_state`` (after each committed batch, the ids of spaces whose occupancy
-changed) and ``ngsi_subscriptions`` (the table's trigger), so neither ingest nor the API waits
+changed), ``NOTIFY facility_state`` (gate-counted facilities whose count moved: count
+messages, passages, voids) and ``ngsi_subscriptions`` (the table's trigger), so neither ingest nor the API waits
 for it, and it scales or restarts on its own (deploy/docker-compose.yml runs one).
 
-Each pass (at most every ``PASS_S``) turns the changed spaces into the entities they touch
-(the spot, its facility, the facility's groups), diffs each against the last state seen,
+Each pass (at most every ``PASS_S``) turns the changed spaces and facilities into the entities
+they touch (the spot, its facility, the facility's groups), diffs each against the last state seen,
 and matches the changes to the active subscriptions (type and id / idPattern, then
 ``watchedAttributes``, ``q`` and ``geoQ``; a numpy bounding-box prefilter keeps a thousand
 geo-subscriptions cheap). Every subscription has at most one delivery in flight; changes that
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import time
 import uuid
@@ -43,7 +45,7 @@ from app.core.settings import Settings
 from app.core.times import iso_utc
 from app.standards.ngsi_ld import entities, geo, http_post, query, render, service, ssrf
 from app.standards.ngsi_ld.entities import Filters, Row
-from matching.geo import EARTH_RADIUS_M, haversine_m
+from matching.geo import EARTH_RADIUS_M, haversine_m, least_dot, unit_xyz
 
 log = logging.getLogger(__name__)
 PASS_S = 0.1
@@ -99,6 +101,7 @@ class Notifier:
         self.subs: dict[str, Sub] = {}
         self.last: dict[str, dict[str, Any]] = {}
         self.changed: set[str] = set()
+        self.changed_facilities: set[str] = set()
         self.reload_wanted = True
         self.stats: dict[str, Stats] = {}
         self.wake = asyncio.Event()
@@ -114,6 +117,8 @@ class Notifier:
         self._checked: dict[str, float] = {}  # endpoint URI → when it last passed the SSRF rules
         self._near: list[Sub] = []
         self._near_xyr = np.zeros((0, 3))
+        self._near_xyz = np.zeros((0, 3))
+        self._near_dot = np.zeros(0)
         self._unboxed: list[Sub] = []
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -135,6 +140,8 @@ class Notifier:
                 if now - last_flush > FLUSH_S:
                     await self.flush_stats()
                     last_flush = now
+                if not self.ready.is_set():
+                    log.info("ready: %d subscriptions, %d entities primed", len(self.subs), len(self.last))
                 self.ready.set()
             except Exception:  # a bad pass must not end the loop
                 log.exception("notifier pass failed")
@@ -159,11 +166,16 @@ class Notifier:
         # one notifier delivers; a second one waits here until the first's connection ends
         await self.listener.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
         await self.listener.add_listener("space_state", self._on_space_state)
+        await self.listener.add_listener("facility_state", self._on_facility_state)
         await self.listener.add_listener("ngsi_subscriptions", self._on_subscriptions)
         self.reload_wanted = True
 
     def _on_space_state(self, _c: object, _p: int, _ch: str, payload: str) -> None:
         self.changed.update(str(i) for i in orjson.loads(payload))
+        self.wake.set()
+
+    def _on_facility_state(self, _c: object, _p: int, _ch: str, payload: str) -> None:
+        self.changed_facilities.update(str(i) for i in orjson.loads(payload))
         self.wake.set()
 
     def _on_subscriptions(self, *_: object) -> None:
@@ -203,6 +215,10 @@ class Notifier:
             assert s.geo.point is not None
             xyr.append((*s.geo.point, s.geo.max_distance_m))
         self._near_xyr = np.array(xyr, dtype=float).reshape(-1, 3)
+        # unit vectors of the centres and the least dot product within each distance (+1 m): one
+        # matrix product per changed point, then haversine on the few it leaves
+        self._near_xyz = unit_xyz(self._near_xyr[:, 1], self._near_xyr[:, 0]).reshape(-1, 3)
+        self._near_dot = np.array([least_dot(r + 1.0) for r in self._near_xyr[:, 2]])
         near = {s.id for s in self._near}
         self._boxed = [s for s in fresh.values() if s.geo is not None and s.id not in near]
         self._unboxed = [s for s in fresh.values() if s.geo is None]
@@ -226,25 +242,30 @@ class Notifier:
                 self.subs.pop(sub.id, None)
                 self.reload_wanted = True
         changed, self.changed = self.changed, set()
-        if changed and self.subs:
-            for row, attrs in await self._changes(changed):
+        facilities, self.changed_facilities = self.changed_facilities, set()
+        if (changed or facilities) and self.subs:
+            for row, attrs in await self._changes(changed, facilities):
                 for sub, geo_holds in self._candidates(row):
                     if _wants(sub, row, attrs, geo_holds):
                         sub.pending[row.id] = row
-        elif changed:
-            await self._changes(changed)  # keep the last-seen state current
+        elif changed or facilities:
+            await self._changes(changed, facilities)  # keep the last-seen state current
         for sub in self.subs.values():
             if sub.pending and not sub.busy and time.monotonic() - sub.last_sent >= max(sub.throttling_s, COALESCE_S):
                 self._deliver(sub)
 
-    async def _changes(self, space_ids: set[str]) -> list[tuple[Row, set[str]]]:
+    async def _changes(self, space_ids: set[str], facility_ids: set[str] | None = None) -> list[tuple[Row, set[str]]]:
+        """The entities the changed spaces and gate-counted facilities touch, each with the
+        attributes that differ from the last state seen."""
         wanted = set().union(*(s.types for s in self.subs.values())) if self.subs else {"ParkingSpot"}
         ids = frozenset(entities.urn("ParkingSpot", s) for s in space_ids)
         rows: list[Row] = []
         async with self.sessions() as session, session.begin():
-            if "ParkingSpot" in wanted:
+            if "ParkingSpot" in wanted and ids:
                 rows += (await entities.spots(session, settings=self.settings, filters=Filters(ids=ids))).rows
-            sites = {r.kv["refParkingSite"] for r in rows} or await _sites(session, space_ids)
+            sites = {r.kv["refParkingSite"] for r in rows} or (await _sites(session, space_ids) if ids else set())
+            # a counted facility's URN: whichever of the two types its kind makes it
+            sites |= {entities.urn(t, f) for f in facility_ids or () for t in entities.TYPES[:2]}
             if wanted & {"OffStreetParking", "OnStreetParking"}:
                 rows += await entities.facilities(session, settings=self.settings, now=datetime.now(UTC),
                                                   types=entities.TYPES[:2], filters=Filters(ids=frozenset(sites)))
@@ -269,8 +290,9 @@ class Notifier:
         if self._near and location["type"] == "Point":
             lon, lat = location["coordinates"][:2]
             xyr = self._near_xyr
-            hit = np.flatnonzero(_haversine(lon, lat, xyr[:, 0], xyr[:, 1]) <= xyr[:, 2])
-            found += [(self._near[i], True) for i in hit if kind in self._near[i].types]
+            close = np.flatnonzero(self._near_xyz @ unit_xyz(lat, lon)[0] >= self._near_dot)
+            hit = close[_haversine(lon, lat, xyr[close, 0], xyr[close, 1]) <= xyr[close, 2]]
+            found += [(self._near[i], True) for i in hit.tolist() if kind in self._near[i].types]
         elif self._near:
             found += [(s, False) for s in self._near if kind in s.types]
         if self._boxed:
@@ -457,7 +479,11 @@ async def _sites(session: Any, space_ids: set[str]) -> set[str]:
 
 
 async def serve(settings: Settings) -> None:
-    """Run until cancelled (the ``citypark notify`` command)."""
+    """Run until cancelled (the ``citypark notify`` command). The process lowers its own CPU
+    priority (``CITYPARK_NOTIFY_NICE``): on a host it shares with ingest and the API, a flood of
+    changes makes notifications later, never ingest slower."""
+    if settings.notify_nice:
+        os.nice(settings.notify_nice)
     notifier = Notifier(settings)
     try:
         await notifier.run()

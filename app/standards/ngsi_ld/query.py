@@ -13,6 +13,7 @@ and subscriptions.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,8 +44,10 @@ class Node:
 Query = Node | Term
 
 
+@functools.lru_cache(maxsize=512)
 def parse(text: str) -> Query:
-    """Parse ``q``; ``BadRequestData`` on a syntax error."""
+    """Parse ``q``; ``BadRequestData`` on a syntax error. Cached: the trees are immutable and
+    clients repeat the same few queries."""
     if len(text) > MAX_LENGTH:
         raise BadRequestData(f"q is longer than {MAX_LENGTH} characters")
     parser = _Parser(text)

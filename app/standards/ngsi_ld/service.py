@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.assignments.free_index import FreeIndex
 from app.core.settings import Settings
-from app.standards.ngsi_ld import entities, query
+from app.standards.ngsi_ld import entities, query, spot_index
 from app.standards.ngsi_ld.entities import TYPES, Filters, Row
 from app.standards.ngsi_ld.errors import BadRequestData, ResourceNotFound
 from app.standards.ngsi_ld.geo import GeoQuery
@@ -89,11 +90,34 @@ def parse_window(offset: str | None, limit: str | None) -> tuple[int, int]:
     return off, lim
 
 
-async def find(session: AsyncSession, *, settings: Settings, request: EntityQuery) -> Page:
-    """The window of matching entities, whether more follow, and the total when counted."""
+def from_index(request: EntityQuery, index: FreeIndex | None) -> bool:
+    """Whether ``request`` asks only for spots and ``index`` can answer it (no database needed)."""
+    return request.types == ("ParkingSpot",) and index is not None and spot_index.usable(index)
+
+
+def find_in_index(request: EntityQuery, index: FreeIndex) -> Page:
+    """:func:`find` of a spots-only request, from ``index`` (see :func:`from_index`)."""
+    answer = spot_index.spots(index, filters=request.filters, q=request.q, offset=request.offset,
+                              limit=request.limit, count=request.count)
+    return Page(answer.rows, answer.total, answer.more)
+
+
+async def find(session: AsyncSession, *, settings: Settings, request: EntityQuery,
+               index: FreeIndex | None = None) -> Page:
+    """The window of matching entities, whether more follow, and the total when counted.
+
+    With a loaded ``index`` (the process's free-space index) spots come from memory
+    (``spot_index``, the same answer), else from PostGIS."""
     now = datetime.now(UTC)
     skip, room, total, more, out = request.offset, request.limit, 0, False, []
     for entity_type in request.types:
+        if entity_type == "ParkingSpot" and index is not None and spot_index.usable(index):
+            answer = spot_index.spots(index, filters=request.filters, q=request.q, offset=skip, limit=room,
+                                      count=request.count)
+            out += answer.rows
+            more = more or answer.more
+            total += answer.total or 0
+            continue
         if entity_type == "ParkingSpot" and (request.q is None or entities.spot_q(request.q)):
             filters = replace(request.filters, spot_q=request.q)
             page = await entities.spots(session, settings=settings, filters=filters, offset=skip, limit=room)
@@ -126,7 +150,7 @@ async def _all_of(session: AsyncSession, *, settings: Settings, now: datetime, e
     return rows
 
 
-async def get(session: AsyncSession, *, settings: Settings, entity_id: str) -> Row:
+async def get(session: AsyncSession, *, settings: Settings, entity_id: str, index: FreeIndex | None = None) -> Row:
     """One entity by URN; ResourceNotFound if citypark has none."""
     parts = entities.split_urn(entity_id)
     if parts is None:
@@ -134,7 +158,7 @@ async def get(session: AsyncSession, *, settings: Settings, entity_id: str) -> R
             raise BadRequestData(f"{entity_id!r} is not a URI")
         raise ResourceNotFound(f"no entity {entity_id}")
     request = EntityQuery(types=(parts[0],), filters=Filters(ids=frozenset({entity_id})), limit=1)
-    page = await find(session, settings=settings, request=request)
+    page = await find(session, settings=settings, request=request, index=index)
     if not page.rows:
         raise ResourceNotFound(f"no entity {entity_id}")
     return page.rows[0]
