@@ -61,7 +61,7 @@ def parse_point(raw: Any, *, what: str, area: Bbox | None = None) -> tuple[float
         if isinstance(raw, dict) and raw.get("type") in TYPES:
             raise InvalidInput(f"{what}: a space needs a Point")
         raise InvalidInput(f"{what}: geometry is not valid GeoJSON (a type and coordinates)")
-    coords = raw.get("coordinates")
+    coords: Any = raw.get("coordinates")
     if not _is_position(coords):
         raise InvalidInput(f"{what}: geometry has an empty or malformed coordinate list")
     lon, lat = float(coords[0]), float(coords[1])

@@ -28,7 +28,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core import geometry_input, ids
 from app.core.errors import InvalidInput
 from app.inventory import staging
-from app.occupancy.service import driver_connection
 from app.inventory.validate import (  # noqa: F401 (re-exported: the inventory's public models)
     MAX_SPACE_DISTANCE_M,
     Collector,
@@ -37,6 +36,7 @@ from app.inventory.validate import (  # noqa: F401 (re-exported: the inventory's
     SpaceProps,
     check_timezone,
 )
+from app.occupancy.service import driver_connection
 
 CHUNK = 20_000  # features validated between two COPYs (and between two progress steps)
 READ_BYTES = 256 * 1024
@@ -117,14 +117,11 @@ async def _upsert_operator(conn: asyncpg.Connection, operator_id: str, name: str
         "SET name = coalesce($2, operators.name)", operator_id, name)
 
 
-class _Counting(io.RawIOBase):
+class _Counting:
     """A binary stream that knows how far it has been read (``tell()``) for the progress bar."""
 
     def __init__(self, inner: IO[bytes]) -> None:
         self.inner, self.done = inner, 0
-
-    def readable(self) -> bool:
-        return True
 
     def read(self, size: int = -1) -> bytes:
         chunk = self.inner.read(size)

@@ -51,7 +51,7 @@ async def copy(conn: asyncpg.Connection, facilities: Sequence[tuple[Any, ...]], 
 async def index(conn: asyncpg.Connection) -> None:
     """Indexes on the staged spaces once they are all in (cheaper than maintaining them per COPY)."""
     await conn.execute("CREATE INDEX ON inv_space (id); CREATE INDEX ON inv_space (sensor_id); "
-                       "CREATE INDEX ON inv_space (facility_id); ANALYZE inv_space; ANALYZE inv_facility")
+                       "CREATE INDEX ON inv_space (facility_id); ANALYZE inv_space; ANALYZE inv_facility; ANALYZE inv_rule")
 
 
 async def check(conn: asyncpg.Connection, operator_id: str) -> None:
@@ -73,8 +73,8 @@ async def check(conn: asyncpg.Connection, operator_id: str) -> None:
 
 OWNERSHIP = (
     ("facility {!r} belongs to another operator", """
-        SELECT f.id FROM facilities f WHERE f.operator_id <> $1
-          AND (f.id IN (SELECT id FROM inv_facility) OR f.id IN (SELECT facility_id FROM inv_space)) LIMIT 1"""),
+        SELECT f.id FROM facilities f JOIN (SELECT id FROM inv_facility UNION SELECT facility_id FROM inv_space) t
+          ON t.id = f.id WHERE f.operator_id <> $1 LIMIT 1"""),
     ("sensor {!r} belongs to another operator", """
         SELECT n.id FROM sensors n JOIN inv_space s ON s.sensor_id = n.id WHERE n.operator_id <> $1 LIMIT 1"""),
     ("dev_eui {!r} is a sensor of another operator", """
@@ -134,8 +134,9 @@ WRITES = (
        WHERE (t.space_id, t.kind, t.dev_eui, t.sensor_model)
              IS DISTINCT FROM (EXCLUDED.space_id, EXCLUDED.kind, EXCLUDED.dev_eui, EXCLUDED.sensor_model)""",
     # The file's rules replace the stored ones of every facility and space it names.
-    """DELETE FROM parking_rules r WHERE r.facility_id IN (SELECT id FROM inv_facility)
-                                     OR r.space_id IN (SELECT id FROM inv_space)""",
+    # (two joins, not one ``IN … OR IN …``: PostgreSQL would scan the staged ids once per rule)
+    "DELETE FROM parking_rules r USING inv_facility f WHERE r.facility_id = f.id",
+    "DELETE FROM parking_rules r USING inv_space s WHERE r.space_id = s.id",
     """INSERT INTO parking_rules (facility_id, space_id, kind, max_stay_minutes, days, day_mask, start_time,
                                   end_time, note)
        SELECT facility_id, space_id, kind, max_stay_minutes, days, day_mask, start_time, end_time, note
@@ -157,9 +158,10 @@ async def check_stored_capacity(conn: asyncpg.Connection) -> None:
     Runs after the writes, in the caller's transaction: raising makes the caller roll back.
     """
     over = await conn.fetchrow("""
-        SELECT f.id, f.capacity, count(*) AS n FROM facilities f JOIN spaces p ON p.facility_id = f.id
-        WHERE NOT f.counted AND f.id IN (SELECT id FROM inv_facility UNION SELECT facility_id FROM inv_space)
-        GROUP BY f.id, f.capacity HAVING count(*) > f.capacity LIMIT 1""")
+        SELECT f.id, f.capacity, count(*) AS n
+        FROM (SELECT id FROM inv_facility UNION SELECT facility_id FROM inv_space) t
+        JOIN facilities f ON f.id = t.id JOIN spaces p ON p.facility_id = f.id
+        WHERE NOT f.counted GROUP BY f.id, f.capacity HAVING count(*) > f.capacity LIMIT 1""")
     if over is not None:
         raise InvalidInput(f"feature {over['id']!r}: capacity {over['capacity']} but {over['n']} spaces stored "
                            "with this file")

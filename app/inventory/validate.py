@@ -15,6 +15,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
+import orjson
 import shapely
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from shapely.geometry import Point
@@ -130,7 +131,7 @@ class Collector:
         """Validate one feature (``index``: its place in the file); InvalidInput names it."""
         fid = feature.get("id") if isinstance(feature, dict) else None
         where = f"feature {fid!r}" if isinstance(fid, str) else f"feature #{index}"
-        if (nul := nul_path(feature, f"$.features[{index}]")) is not None:
+        if _may_hold_nul(feature) and (nul := nul_path(feature, f"$.features[{index}]")) is not None:
             raise InvalidInput(f"inventory: a NUL character (U+0000) in {nul}")
         if not isinstance(fid, str) or not ids.is_valid(fid):
             raise InvalidInput(f"{where}: needs an id of {ids.RULE}")
@@ -201,7 +202,8 @@ class Collector:
         lon, lat, dropped_z = geometry_input.parse_point(raw, what=where, area=self.area)
         if dropped_z:
             self.note(f"{where}: z (height) coordinates dropped")
-        ids.check(props.facility_id, f"{where}: facility_id")
+        if props.facility_id not in self.facilities:  # a facility of the file has a valid id already
+            ids.check(props.facility_id, f"{where}: facility_id")
         if props.sensor_id is not None:
             ids.check(props.sensor_id, f"{where}: sensor_id")
             self.n_sensors += 1
@@ -234,6 +236,16 @@ class Collector:
             if far.size:
                 raise InvalidInput(f"feature {points[far[0]][0]!r}: more than {MAX_SPACE_DISTANCE_M:.0f} m "
                                    f"outside its facility {fid!r}")
+
+
+def _may_hold_nul(feature: Any) -> bool:
+    """Cheap pre-check for ``nul_path`` (a third of the validation time otherwise): orjson writes
+    a NUL as ``\\u0000``; a false positive (an escaped backslash before ``u0000``) only costs the
+    exact walk."""
+    try:
+        return b"\\u0000" in orjson.dumps(feature)
+    except (TypeError, orjson.JSONEncodeError):
+        return True
 
 
 def _first_error(exc: ValidationError) -> str:
