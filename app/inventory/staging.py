@@ -51,7 +51,8 @@ async def copy(conn: asyncpg.Connection, facilities: Sequence[tuple[Any, ...]], 
 async def index(conn: asyncpg.Connection) -> None:
     """Indexes on the staged spaces once they are all in (cheaper than maintaining them per COPY)."""
     await conn.execute("CREATE INDEX ON inv_space (id); CREATE INDEX ON inv_space (sensor_id); "
-                       "CREATE INDEX ON inv_space (facility_id); ANALYZE inv_space; ANALYZE inv_facility; ANALYZE inv_rule")
+                       "CREATE INDEX ON inv_space (facility_id); "
+                       "ANALYZE inv_space; ANALYZE inv_facility; ANALYZE inv_rule")
 
 
 async def check(conn: asyncpg.Connection, operator_id: str) -> None:
