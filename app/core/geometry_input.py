@@ -92,7 +92,10 @@ def _flatten_z(coords: Any, what: str, depth: int = 0) -> tuple[Any, bool]:
 def _is_position(value: Any) -> bool:
     if not isinstance(value, list) or not 2 <= len(value) <= 4:
         return False
-    return all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    try:  # a streamed file may hold integers too big for a float (OverflowError)
+        return all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    except OverflowError:
+        return False
 
 
 def _check_ring_like(positions: list[list[float]], what: str) -> None:
