@@ -13,6 +13,7 @@ too — leaves nothing written once the caller rolls back (the CLI and the API b
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 from collections.abc import Callable, Iterator
@@ -86,12 +87,12 @@ async def import_into(
     collector = Collector(area=area)
     await staging.create(conn)
     with _opened(doc) as (stream, size):
-        for index, feature in enumerate(features(doc, stream)):
-            collector.add(index, feature)
-            if (index + 1) % CHUNK == 0:
-                await _flush(conn, collector)
-                if progress is not None and stream is not None:
-                    progress("read", stream.tell(), size)
+        stream_of = enumerate(features(doc, stream))
+        # parsing and validation are CPU work: in a thread, so an API process keeps answering meanwhile
+        while await asyncio.to_thread(_validate_chunk, collector, stream_of):
+            await _flush(conn, collector)
+            if progress is not None and stream is not None:
+                progress("read", stream.tell(), size)
         await _flush(conn, collector)
         if progress is not None:
             progress("read", size, size)
@@ -104,6 +105,15 @@ async def import_into(
     await staging.drop(conn)
     return ImportResult(operator_id, len(collector.facilities), collector.n_spaces, collector.n_sensors,
                         collector.n_rules, collector.all_warnings())
+
+
+def _validate_chunk(collector: Collector, stream_of: Iterator[tuple[int, Any]]) -> bool:
+    """Validate up to ``CHUNK`` more features; whether the file has more."""
+    for index, feature in stream_of:
+        collector.add(index, feature)
+        if (index + 1) % CHUNK == 0:
+            return True
+    return False
 
 
 async def _flush(conn: asyncpg.Connection, collector: Collector) -> None:
