@@ -86,7 +86,7 @@ async def import_into(
     """``import_inventory`` on a plain asyncpg connection (inside the caller's transaction)."""
     collector = Collector(area=area)
     await staging.create(conn)
-    with _opened(doc) as (stream, size):
+    with _Opened(doc) as (stream, size):
         stream_of = enumerate(features(doc, stream))
         # parsing and validation are CPU work: in a thread, so an API process keeps answering meanwhile
         while await asyncio.to_thread(_validate_chunk, collector, stream_of):
@@ -142,7 +142,7 @@ class _Counting:
         return self.done
 
 
-class _opened:  # noqa: N801 (a context manager used like open())
+class _Opened:
     """The binary stream behind ``doc`` and its size; None for a parsed document."""
 
     def __init__(self, doc: Source) -> None:
