@@ -6,6 +6,7 @@ import copy
 import csv
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -114,3 +115,29 @@ async def test_real_melbourne_bays_import(db: AsyncSession) -> None:
         "SELECT count(*) FROM spaces s JOIN sensors n ON n.space_id = s.id WHERE s.facility_id LIKE 'mel-%'"
     ))).scalar_one()
     assert stored == 400  # every bay is a space with its sensor
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    (b"not json", "inventory is not JSON"),
+    (b'{"type": "FeatureCollection", "features": [', "inventory is not JSON"),
+    (b"[1, 2]", "FeatureCollection"),
+    (b'{"features": [], "type": "FeatureCollection"}', "no features"),
+    (b'{"type": "FeatureCollection", "features": [{"id": "t-lot", "properties": {"name": "a\\u0000"}}]}',
+     r"NUL character \(U\+0000\) in \$\.features\[0\]\.properties\.name"),
+])
+async def test_a_streamed_body_is_refused_in_one_line(db: AsyncSession, body: bytes, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message) as caught:
+        await inventory.import_inventory(db, operator_id="op-t", doc=body)
+    assert "\n" not in caught.value.detail
+
+
+async def test_streamed_3d_positions_are_noted_and_the_notes_capped(db: AsyncSession) -> None:
+    spaces = [space(f"t-{i}", lon=122.9901 + i * 0.00002) for i in range(30)]
+    for s in spaces:
+        s["geometry"]["coordinates"].append(12.5)
+    doc = collection(lot(capacity=30), *spaces)
+    result = await inventory.import_inventory(db, operator_id="op-t", doc=orjson.dumps(doc))
+    assert result.spaces == 30
+    assert len(result.warnings) == 21
+    assert result.warnings[0] == "feature 't-0': z (height) coordinates dropped"
+    assert result.warnings[-1] == "and 10 more features with the same kind of note"

@@ -19,8 +19,10 @@ its own memory — a limit still holds, per process — and says so loudly: a wa
 ``/metrics``; it goes back to Redis once a probe (every second) answers. ``memory://`` keeps
 counts per process on purpose (one process, tests).
 
-Body size (``CITYPARK_MAX_BODY_BYTES``): a declared ``Content-Length`` over the limit is refused
-before the body is read; a chunked body is counted as it arrives. Both give ``413``.
+Body size (``CITYPARK_MAX_BODY_BYTES``; ``PUT …/inventory`` has its own,
+``CITYPARK_INVENTORY_MAX_BODY_BYTES``): a declared ``Content-Length`` over the limit is refused
+before the body is read; a chunked body is counted as it arrives. Both give ``413``; an inventory
+that is too big is told to use ``citypark import``, which streams a file of any size.
 """
 
 from __future__ import annotations
@@ -223,37 +225,55 @@ class RateLimitMiddleware:
 
 
 class BodyTooLarge(HTTPException):
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"request body larger than {limit} bytes")
+    def __init__(self, detail: str) -> None:
+        super().__init__(413, detail)
+
+
+INVENTORY_PATH = re.compile(r"^/v1/operators/[^/]+/inventory/?$")
+INVENTORY_HINT = ("; load a big inventory with the command line, which streams a file of any size: "
+                  "citypark import FILE --operator OP")
+
+
+@dataclass(frozen=True)
+class BodyLimit:
+    max_bytes: int
+    detail: str
 
 
 class BodySizeLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, inventory_max_bytes: int | None = None) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default = BodyLimit(max_bytes, f"request body larger than {max_bytes} bytes")
+        inventory = max_bytes if inventory_max_bytes is None else inventory_max_bytes
+        self.inventory = BodyLimit(inventory, f"request body larger than {inventory} bytes "
+                                              f"(CITYPARK_INVENTORY_MAX_BODY_BYTES){INVENTORY_HINT}")
+
+    def _limit(self, scope: Scope) -> BodyLimit:
+        return self.inventory if INVENTORY_PATH.match(scope.get("path", "")) else self.default
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self._limit(scope)
         declared, chunked = _body_headers(scope)
-        if declared is not None and declared > self.max_bytes:
-            await send_error(send, 413, "payload_too_large", f"request body larger than {self.max_bytes} bytes")
+        if declared is not None and declared > limit.max_bytes:
+            await send_error(send, 413, "payload_too_large", limit.detail)
             return
         if declared is None and not chunked:  # no body at all (RFC 9112 §6.3): nothing to count
             await self.app(scope, receive, send)
             return
-        await self.app(scope, self._counting(receive), send)
+        await self.app(scope, self._counting(receive, limit), send)
 
-    def _counting(self, receive: Receive) -> Receive:
+    def _counting(self, receive: Receive, limit: BodyLimit) -> Receive:
         seen = 0
 
         async def counted() -> Message:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise BodyTooLarge(self.max_bytes)  # FastAPI re-raises HTTPException as is → 413
+            if seen > limit.max_bytes:
+                raise BodyTooLarge(limit.detail)  # FastAPI re-raises HTTPException as is → 413
             return message
 
         return counted
@@ -273,7 +293,8 @@ def _body_headers(scope: Scope) -> tuple[int | None, bool]:
 
 def install(app: FastAPI, settings: Settings) -> None:
     """Add both middlewares (call before CORS is added, so CORS wraps their responses)."""
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes,
+                       inventory_max_bytes=settings.inventory_max_body_bytes)
     rate = parse_rate(settings.rate_limit)
     if rate is not None:
         prefix = settings.rate_limit_prefix or f"citypark:{settings.database_name}"

@@ -54,6 +54,25 @@ def parse(raw: Any, *, what: str, area: Bbox | None = None) -> Parsed:
     return Parsed(geom, dropped)
 
 
+def parse_point(raw: Any, *, what: str, area: Bbox | None = None) -> tuple[float, float, bool]:
+    """``(lon, lat, dropped_z)`` of a GeoJSON Point, checked like ``parse`` (a space's fast path:
+    no shapely object per point); InvalidInput starting with ``what``."""
+    if not isinstance(raw, dict) or raw.get("type") != "Point":
+        if isinstance(raw, dict) and raw.get("type") in TYPES:
+            raise InvalidInput(f"{what}: a space needs a Point")
+        raise InvalidInput(f"{what}: geometry is not valid GeoJSON (a type and coordinates)")
+    coords: Any = raw.get("coordinates")
+    if not _is_position(coords):
+        raise InvalidInput(f"{what}: geometry has an empty or malformed coordinate list")
+    lon, lat = float(coords[0]), float(coords[1])
+    if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+        raise InvalidInput(f"{what}: coordinates out of range (lon -180..180, lat -90..90)")
+    if area is not None and not (area[0] <= lon <= area[2] and area[1] <= lat <= area[3]):
+        raise InvalidInput(f"{what}: outside the service area {','.join(f'{v:g}' for v in area)} "
+                           "(CITYPARK_SERVICE_AREA)")
+    return lon, lat, len(coords) > 2
+
+
 def _flatten_z(coords: Any, what: str, depth: int = 0) -> tuple[Any, bool]:
     """Coordinates with every position cut to (lon, lat); whether any had more."""
     if _is_position(coords):
@@ -73,7 +92,10 @@ def _flatten_z(coords: Any, what: str, depth: int = 0) -> tuple[Any, bool]:
 def _is_position(value: Any) -> bool:
     if not isinstance(value, list) or not 2 <= len(value) <= 4:
         return False
-    return all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    try:  # a streamed file may hold integers too big for a float (OverflowError)
+        return all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    except OverflowError:
+        return False
 
 
 def _check_ring_like(positions: list[list[float]], what: str) -> None:

@@ -11,15 +11,15 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-Advance = Callable[[int, int], None]
+Advance = Callable[..., None]  # advance(done, total, description=None)
 
 
 @contextmanager
 def progress_bar(description: str, *, total: int | None = None, force: bool | None = None) -> Iterator[Advance]:
-    """A callable ``advance(done, total)``; a no-op when stderr is not a terminal."""
+    """A callable ``advance(done, total, description=None)``; a no-op when stderr is not a terminal."""
     shown = sys.stderr.isatty() if force is None else force
     if not shown:
-        yield lambda done, total: None
+        yield lambda done, total, description=None: None
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -29,7 +29,9 @@ def progress_bar(description: str, *, total: int | None = None, force: bool | No
                   console=console, transient=False) as bar:
         task = bar.add_task(description, total=total)
 
-        def advance(done: int, of: int) -> None:
+        def advance(done: int, of: int, description: str | None = None) -> None:
+            if description is not None:
+                bar.update(task, description=description)
             bar.update(task, completed=done, total=of)
 
         yield advance

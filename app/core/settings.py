@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     timezone: str = "Asia/Shanghai"
     cors_origins: list[str] = Field(default_factory=lambda: ["*"])
     max_body_bytes: int = 5 * 1024 * 1024
+    # PUT /v1/operators/{op}/inventory: ~250 bytes a space, so 64 MiB is ~250,000 spaces; bigger files
+    # go through `citypark import`, which streams them.
+    inventory_max_body_bytes: int = 64 * 1024 * 1024
     otel: bool = False  # FastAPI's native OpenTelemetry (spans, metrics, logs) for a configured provider
     db_pool_size: int = 10
     # ingest

@@ -82,7 +82,7 @@ async def test_redis_down_falls_back_to_memory_and_comes_back(tmp_path, caplog) 
 
 @pytest.fixture
 async def limited(fresh_db) -> AsyncIterator[tuple[object, Settings]]:  # type: ignore[no-untyped-def]
-    settings: Settings = await fresh_db(rate_limit="3/minute", max_body_bytes=2000,
+    settings: Settings = await fresh_db(rate_limit="3/minute", max_body_bytes=2000, inventory_max_body_bytes=2000,
                                         cors_origins=["https://app.example"])
     async with app_client(settings) as client:
         yield client, settings

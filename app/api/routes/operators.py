@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-import orjson
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -21,7 +20,7 @@ from pydantic import BaseModel, Field
 from app.api.deps import SessionDep, SettingsDep, require_operator_of, require_roles
 from app.api.errors import error_response, status_for
 from app.api.geojson import FEATURE_COLLECTION_SCHEMA
-from app.core.errors import DomainError, Forbidden, InvalidInput
+from app.core.errors import DomainError, Forbidden
 from app.inventory import service as inventory_service
 from app.keys.service import Principal
 from app.occupancy import service as occupancy_service
@@ -143,15 +142,10 @@ async def put_inventory(
     operator_id: Id, request: Request, principal: OperatorKey, session: SessionDep,
 ) -> InventoryResult:
     require_operator_of(operator_id, principal)
-    doc = _json_body(await request.body())
+    # The body (at most CITYPARK_INVENTORY_MAX_BODY_BYTES) is streamed through the importer like a file.
     result = await inventory_service.import_inventory(
-        session, operator_id=operator_id, doc=doc, area=request.app.state.settings.service_area_bbox)
+        session, operator_id=operator_id, doc=await request.body(),
+        area=request.app.state.settings.service_area_bbox)
     request.app.state.facility_cache.invalidate()  # this process's snapshot is out of date
     return InventoryResult(**{**result.__dict__, "warnings": list(result.warnings)})
 
-
-def _json_body(raw: bytes) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"body is not JSON: {exc}") from None
