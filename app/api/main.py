@@ -16,8 +16,8 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.telemetry import TelemetryConfig
 from starlette.middleware import Middleware
 
+from app.api import catch_all, input_guard, limits, openapi
 from app.api import errors as api_errors
-from app.api import input_guard, limits, openapi
 from app.api.cors import CORSMiddleware
 from app.api.routes import (
     admin,
@@ -106,8 +106,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _install_middleware(app: FastAPI, settings: Settings) -> None:
-    """Outermost first: rate and body limits, then CORS."""
+    """Outermost first: CORS, the catch-all 500, the rate and body limits, the input guard."""
     limits.install(app, settings)  # before CORS, so that 413/429 answers carry CORS headers
+    app.add_middleware(catch_all.CatchAll)  # around the limits and every route, inside CORS
     app.add_middleware(
         CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
         allow_headers=["Authorization", "Content-Type"],
