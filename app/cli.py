@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
+import traceback
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -190,7 +192,15 @@ def demo(
 
 
 def main() -> None:
-    group = typer.main.get_command(cli)
-    assert isinstance(group, cli_lazy.LazyGroup)
-    cli_lazy.register_plugins(group)  # plugin commands are imported only when run
-    group()
+    """``citypark``: any error a command did not explain itself is still one line on stderr and
+    exit status 1 (``CITYPARK_TRACEBACK=1`` adds the traceback, for a bug report)."""
+    try:
+        group = typer.main.get_command(cli)
+        assert isinstance(group, cli_lazy.LazyGroup)
+        cli_lazy.register_plugins(group)  # plugin commands are imported only when run
+        group()
+    except Exception as exc:
+        typer.echo(f"error: {cli_lazy.one_line(exc)}", err=True)
+        if os.environ.get("CITYPARK_TRACEBACK", "").strip() not in {"", "0"}:
+            traceback.print_exc()
+        sys.exit(1)

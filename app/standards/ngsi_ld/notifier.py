@@ -136,6 +136,10 @@ class Notifier:
                     await self.flush_stats()
                     last_flush = now
                 self.ready.set()
+            except (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError) as exc:
+                log.warning("notifier pass failed, database unreachable (retrying): %s: %s",
+                            type(exc).__name__, exc)  # one line a pass: an outage is not a bug
+                await asyncio.sleep(1.0)
             except Exception:  # a bad pass must not end the loop
                 log.exception("notifier pass failed")
                 await asyncio.sleep(1.0)
