@@ -176,6 +176,8 @@ def serve(
     """Serve the HTTP API with uvicorn."""
     import uvicorn
 
+    get_settings()  # refused settings (e.g. production with "*" origins) are one line here, not a traceback
+
     uvicorn.run("app.api.main:app_factory", factory=True, host=host, port=port,
                 workers=workers, log_level="info", access_log=False)
 

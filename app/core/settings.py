@@ -12,13 +12,17 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_PLATE_KEY = "citypark-development-plate-key"
+DEV_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/citypark"
+# passwords of the examples (deploy/docker-compose.yml, deploy/k8s, deploy/mosquitto) and the usual guesses
+EXAMPLE_PASSWORDS = frozenset({"change-me", "changeme", "citypark", "postgres", "password", "secret", "admin",
+                               "example", "test"})
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CITYPARK_", extra="ignore")
 
     # --- CONTRACT.md ---
-    database_url: str = "postgresql://postgres@127.0.0.1:5432/citypark"
+    database_url: str = DEV_DATABASE_URL
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     mqtt_topic_root: str = "parking"
     rate_limit: str = "120/minute"
@@ -123,9 +127,9 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _real_plate_key_in_production(self) -> Settings:
-        if self.env == "production" and self.plate_key == DEV_PLATE_KEY:
-            raise ValueError("set CITYPARK_PLATE_KEY to a secret of your own in production")
+    def _nothing_of_development_in_production(self) -> Settings:
+        if self.env == "production" and (problems := production_problems(self)):
+            raise ValueError("CITYPARK_ENV=production refuses " + "; ".join(problems))
         return self
 
     @property
@@ -161,6 +165,26 @@ class Settings(BaseSettings):
     @property
     def database_name(self) -> str:
         return urlsplit(self.asyncpg_dsn).path.lstrip("/") or "postgres"
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """What a production deployment must not run with: ``*`` CORS origins, the development
+    plate key, the development database URL, and example or default passwords in any URL."""
+    problems = []
+    if "*" in settings.cors_origins:
+        problems.append('CITYPARK_CORS_ORIGINS ["*"]: list the origins of your apps, e.g. ["https://app.example.city"]')
+    if settings.plate_key == DEV_PLATE_KEY or settings.plate_key.lower().startswith("change-me"):
+        problems.append("the development CITYPARK_PLATE_KEY: set CITYPARK_PLATE_KEY to a secret of your own")
+    if settings.database_url == DEV_DATABASE_URL:
+        problems.append("the development CITYPARK_DATABASE_URL (postgres without a password on 127.0.0.1)")
+    urls = {"CITYPARK_DATABASE_URL": settings.database_url, "CITYPARK_DATABASE_READ_URL": settings.database_read_url,
+            "CITYPARK_DATABASE_DIRECT_URL": settings.database_direct_url, "CITYPARK_MQTT_URL": settings.mqtt_url,
+            "CITYPARK_LORAWAN_MQTT_URL": settings.lorawan_mqtt_url}
+    for name, url in urls.items():
+        password = urlsplit(url).password if url else None
+        if password is not None and password.lower() in EXAMPLE_PASSWORDS:
+            problems.append(f"{name} with the example password {password!r}: set a real one")
+    return problems
 
 
 Bbox = tuple[float, float, float, float]
