@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     # empty = anywhere); the default covers the demo district (铁东, Anshan) with a wide margin
     service_area: str = "122.80,40.95,123.25,41.30"
     max_holds_per_driver: int = Field(default=1, ge=1)  # active holds per driver key (a key's max_holds overrides)
+    # /readyz keeps its result this long (anonymous and unlimited: a flood costs one check a period)
+    readyz_cache_s: float = Field(default=1.0, ge=0, le=10)
     metrics_host: str = "127.0.0.1"  # where ingest workers serve Prometheus metrics (0.0.0.0: every interface)
     # --- more than one process (issue 13) ---
     # rate limits shared by every API process; Redis down → each process limits alone (logged, metered)
