@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     ingest_batch_size: int = 2000
     ingest_flush_ms: int = 100
     stale_after_s: int = 1800
+    # a crashed ingest worker (--workers > 1) is restarted after a growing delay with jitter;
+    # this many failures in a row (none after a stable run) make `citypark ingest` give up, exit 1
+    ingest_restart_backoff_s: float = Field(default=0.5, gt=0)
+    ingest_restart_backoff_max_s: float = Field(default=60.0, gt=0)
+    ingest_restart_max_failures: int = Field(default=8, ge=1)
+    ingest_restart_stable_s: float = Field(default=120.0, gt=0)
     max_clock_skew_s: int = 300
     # matching
     hold_seconds: int = 600
