@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     ingest_restart_max_failures: int = Field(default=8, ge=1)
     ingest_restart_stable_s: float = Field(default=120.0, gt=0)
     max_clock_skew_s: int = 300
+    rejected_retention_days: int = Field(default=30, ge=1)  # rejected_messages older than this are deleted
     # matching
     hold_seconds: int = 600
     batch_window_ms: int = 200
