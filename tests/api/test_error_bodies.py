@@ -23,7 +23,8 @@ REQUESTS = [
     ("GET", "/v1/facilities?lat=4%001", {}, None, 422),
     ("POST", "/v1/admin/keys", {"Authorization": "Basic abc"}, b"{}", 401),
     ("POST", "/v1/assignments", {"Authorization": "Bearer cpk_" + "x" * 43}, b"{}", 401),
-    ("OPTIONS", "/v1/facilities", {"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"}, None, 400),
+    ("OPTIONS", "/v1/facilities", {"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
+     None, 400),
     ("OPTIONS", "/v1/facilities", {"Origin": APP, "Access-Control-Request-Method": "GET",
                                    "Access-Control-Request-Headers": "X-Evil"}, None, 400),
     ("GET", "/ngsi-ld/v1/entities/urn:ngsi-ld:ParkingSpot:nope", {}, None, 404),
@@ -47,7 +48,8 @@ async def test_every_error_answer_has_the_error_body(strict: httpx.AsyncClient) 
         assert response.headers["content-type"].startswith("application/json"), (method, path)
         parsed = response.json()
         assert isinstance(parsed.get("error"), str), (method, path, parsed)
-        assert isinstance(parsed.get("detail"), str) and parsed["detail"], (method, path, parsed)
+        assert isinstance(parsed.get("detail"), str), (method, path, parsed)
+        assert parsed["detail"], (method, path, parsed)
 
 
 async def test_a_refused_preflight_says_why_in_the_error_body(strict: httpx.AsyncClient) -> None:
