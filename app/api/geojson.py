@@ -22,6 +22,8 @@ from typing import Any, Literal
 import orjson
 from fastapi.responses import Response
 
+from app.core.errors import InvalidInput
+
 MEDIA_TYPE = "application/geo+json"
 PRECISION = 7
 Format = Literal["json", "geojson"]
@@ -86,3 +88,16 @@ FEATURE_COLLECTION_SCHEMA: dict[str, Any] = {
 def geojson_content() -> dict[str, Any]:
     """The ``content`` entry to merge into a route's documented 200 response."""
     return {MEDIA_TYPE: {"schema": FEATURE_COLLECTION_SCHEMA}}
+
+
+def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
+    """``minlon,minlat,maxlon,maxlat`` → floats, checked; None stays None."""
+    if text is None:
+        return None
+    try:
+        minx, miny, maxx, maxy = (float(part) for part in text.split(","))
+    except ValueError:
+        raise InvalidInput("bbox: give minlon,minlat,maxlon,maxlat") from None
+    if not (-180 <= minx < maxx <= 180 and -90 <= miny < maxy <= 90):
+        raise InvalidInput("bbox: need -180 <= minlon < maxlon <= 180 and -90 <= minlat < maxlat <= 90")
+    return minx, miny, maxx, maxy

@@ -13,6 +13,7 @@ assignment query (fresh sensor, no active hold, no fresh arrival, facility open,
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from dataclasses import dataclass
@@ -60,6 +61,9 @@ WHERE hold && tstzrange(now(), NULL) AND lower(hold) > to_timestamp($1)
   AND status IN ('held', 'reassigned') AND space_id IS NOT NULL
 """
 
+
+# A page's cursor: the last space's dot product (None when it came from SQL), id and metres.
+After = tuple[float | None, str, float]
 
 CELL_M = 50.0
 MAX_DENSE_CELLS = 4_000_000  # 100 km × 100 km of 50 m cells
@@ -296,7 +300,10 @@ class FreeIndex:
                      accessible: bool = False, ev: bool = False, now: float | None = None) -> bytes:
         """``orjson.dumps(self.nearest(...))``, byte for byte, from each space's serialised
         constant fields (cached on first use) and its distance."""
-        found = self.search(lat, lon, limit=limit, radius_m=radius_m, accessible=accessible, ev=ev, now=now)
+        return self._json_of(self.search(lat, lon, limit=limit, radius_m=radius_m, accessible=accessible, ev=ev,
+                                         now=now))
+
+    def _json_of(self, found: list[tuple[int, float]]) -> bytes:
         cache, rows, dumps = self._json, self.rows, orjson.dumps
         parts = []
         for i, d in found:
@@ -308,11 +315,69 @@ class FreeIndex:
             parts.append(head + dumps(round(d, 1)) + b"}")
         return b"[" + b",".join(parts) + b"]"
 
+    def page_json(self, lat: float, lon: float, *, limit: int, radius_m: float, accessible: bool = False,
+                  ev: bool = False, now: float | None = None,
+                  after: After | None = None) -> tuple[bytes, After | None]:
+        """One page of :meth:`nearest_json` after the cursor ``after`` (nearest first, ties by
+        id), and the cursor of its last space when more follow (else None)."""
+        found = self.search_dots(lat, lon, limit=limit + 1, radius_m=radius_m, accessible=accessible, ev=ev,
+                                 now=now, after=after)
+        more = len(found) > limit
+        found = found[:limit]
+        body = self._json_of([(i, arc_m(d)) for i, d in found])
+        if not more:
+            return body, None
+        i, d = found[-1]
+        return body, (d, self.ids[i], arc_m(d))
+
+    def in_bbox(self, bbox: tuple[float, float, float, float], *, limit: int, accessible: bool = False,
+                ev: bool = False, now: float | None = None,
+                after_id: str | None = None) -> tuple[list[dict[str, Any]], int, bool]:
+        """Free spaces inside ``bbox`` (minlon, minlat, maxlon, maxlat) in id order, the first
+        ``limit`` after ``after_id``; with how many there are in all and whether more follow."""
+        if self._grid is None:
+            return [], 0, False
+        free = self._free_now(time.time() if now is None else now)
+        minx, miny, maxx, maxy = bbox
+        ok = free & (self.lat >= miny) & (self.lat <= maxy) & (self.lon >= minx) & (self.lon <= maxx)
+        if accessible:
+            ok &= self.accessible
+        if ev:
+            ok &= self.ev
+        pos = np.flatnonzero(ok)
+        total = len(pos)
+        ranks = self._order[pos]
+        order = np.argsort(ranks, kind="stable")
+        pos, ranks = pos[order], ranks[order]
+        if after_id is not None:
+            pos = pos[ranks > self._rank(after_id)]
+        rows = self.rows
+        page = [{"space_id": rows[i][1], "facility_id": rows[i][0], "lat": rows[i][2], "lon": rows[i][3],
+                 "accessible": rows[i][4], "ev": rows[i][5]} for i in pos[:limit].tolist()]
+        return page, total, len(pos) > limit
+
+    def _rank(self, space_id: str) -> float:
+        """A space id's place in id order (between its neighbours' when it is gone)."""
+        i = self.pos.get(space_id)
+        if i is not None:
+            return int(self._order[i])
+        return bisect.bisect_left(self._by_id, space_id) - 0.5
+
     def search(self, lat: float, lon: float, *, limit: int, radius_m: float, accessible: bool = False,
                ev: bool = False, now: float | None = None,
                exclude: set[str] | None = None) -> list[tuple[int, float]]:
         """``(position, great-circle metres)`` of up to ``limit`` free spaces within ``radius_m``,
-        nearest first, none in ``exclude``.
+        nearest first, none in ``exclude``."""
+        found = self.search_dots(lat, lon, limit=limit, radius_m=radius_m, accessible=accessible, ev=ev,
+                                 now=now, exclude=exclude)
+        return [(i, arc_m(d)) for i, d in found]
+
+    def search_dots(self, lat: float, lon: float, *, limit: int, radius_m: float, accessible: bool = False,
+                    ev: bool = False, now: float | None = None, exclude: set[str] | None = None,
+                    after: After | None = None) -> list[tuple[int, float]]:
+        """``(position, dot product)`` of up to ``limit`` free spaces within ``radius_m``, nearest
+        first (ties in grid order, which is id order for spaces at one point), none in
+        ``exclude``, all after the cursor ``after`` (a previous page's last (dot, id, metres)).
 
         Grows a window of cells until it holds ``limit`` free spaces nearer than anything outside
         it, or covers ``radius_m``, and ranks what it holds by chord (= great-circle) distance.
@@ -320,6 +385,7 @@ class FreeIndex:
         grid = self._grid
         if grid is None or limit <= 0:
             return []
+        after_dot, after_pos = self._after(after)
         free = self._free_now(time.time() if now is None else now)
         cx, cy = grid.cell(lat, lon)
         la, lo = math.radians(lat), math.radians(lon)
@@ -339,7 +405,7 @@ class FreeIndex:
                 ok &= self.ev[pos]
             pos = pos[ok]
             dot = self.xyz[pos] @ point
-            order = np.argsort(-dot)
+            order = np.argsort(-dot, kind="stable")  # ties keep grid order: a total order for cursors
             covered = grid.covered_dot(step, lat)
             # the window holds the whole answer when it covers the radius or the grid
             final = covered <= floor or grid.spans(cx, cy, _HALF_WIDTHS[step])
@@ -350,6 +416,8 @@ class FreeIndex:
                     break
                 if d < covered and not final:
                     break  # the window may miss spaces nearer than this one: widen it
+                if d > after_dot or (d == after_dot and i <= after_pos):
+                    continue  # on an earlier page
                 if not (exclude and self.ids[i] in exclude):
                     found.append((i, d))
                     if len(found) == limit:
@@ -359,6 +427,16 @@ class FreeIndex:
                 if step and found and found[-1][1] >= grid.covered_dot(step - 1, lat):
                     step -= 1  # a smaller window would have done
                 self._r_hint = step
-                return [(i, arc_m(d)) for i, d in found]
+                return found
             step += 1
+
+    def _after(self, after: After | None) -> tuple[float, float]:
+        """The cursor as (dot, grid position): skip what is nearer, or as near and not later."""
+        if after is None:
+            return math.inf, math.inf
+        dot, space_id, metres = after
+        if dot is None:  # a cursor of the SQL answer (before the index loaded): by its metres
+            dot = least_dot(metres)
+        i = self.pos.get(space_id)
+        return dot, (-1.0 if i is None else float(i))
 

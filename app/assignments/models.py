@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base
 
-ASSIGNMENT_STATUSES = ("held", "reassigned", "arrived", "expired", "cancelled")
+ASSIGNMENT_STATUSES = ("held", "reassigned", "arrived", "expired", "cancelled", "lost")
 ACTIVE_STATUSES = ("held", "reassigned")
 
 
@@ -26,7 +26,7 @@ class Assignment(Base):
     __tablename__ = "assignments"
     __table_args__ = (
         CheckConstraint(
-            "status IN ('held', 'reassigned', 'arrived', 'expired', 'cancelled')", name="status"
+            "status IN ('held', 'reassigned', 'arrived', 'expired', 'cancelled', 'lost')", name="status"
         ),
         ExcludeConstraint(
             ("space_id", "="),
@@ -48,6 +48,10 @@ class Assignment(Base):
     hold = mapped_column(TSTZRANGE, nullable=False)
     lat: Mapped[float] = mapped_column(Float)
     lon: Mapped[float] = mapped_column(Float)
+    # the point of the original request, kept by the first position report (NULL: lat/lon are it)
+    origin_lat: Mapped[float | None] = mapped_column(Float)
+    origin_lon: Mapped[float | None] = mapped_column(Float)
+    reason: Mapped[str | None] = mapped_column(Text)  # why it ended ``lost`` (``no_free_space``)
     dest_lat: Mapped[float | None] = mapped_column(Float)
     dest_lon: Mapped[float | None] = mapped_column(Float)
     preferences: Mapped[dict[str, object]] = mapped_column(JSONB, server_default="{}")

@@ -6,6 +6,12 @@ Otherwise someone else took it: the driver gets a new space by :func:`matching.r
 their fresh candidates, together with up to ``NEARBY_HOLDERS`` other holders near the driver's
 goal — who are moved only to a free space that costs them no more than theirs (monotone, with
 no swaps, so each move is applied alone under the one-hold-per-space constraint).
+
+The search is the original request again: around the destination, else around the point the
+driver asked from (``origin_lat``/``origin_lon``, kept when the first position report moved
+``lat``/``lon``), within the request's radius — never around where the driver happens to be
+now. When nothing fits there, the assignment ends ``lost`` with ``reason`` ``no_free_space``
+(``expired`` means only that a hold ran out).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from matching.geo import haversine_m
 
 NEARBY_HOLDERS = 8
 NEARBY_RADIUS_M = 300.0
+NO_FREE_SPACE = "no_free_space"
 
 
 async def handle_lost_holds(session: AsyncSession, *, settings: Settings, eligibility: Eligibility,
@@ -60,7 +67,7 @@ async def reassign_one(session: AsyncSession, row: Any, *, settings: Settings,
     for option in targets:
         if await _move(session, row, option):
             return [row["id"], *(h["id"] for h, ok in zip(holders, moved, strict=True) if ok)]
-    await service.set_status(session, row["id"], "expired")  # nothing left within the radius
+    await service.set_lost(session, row["id"], NO_FREE_SPACE)  # nothing left around the goal
     return [row["id"], *(h["id"] for h, ok in zip(holders, moved, strict=True) if ok)]
 
 
@@ -98,7 +105,8 @@ async def _move(session: AsyncSession, row: Any, option: service.Option | None) 
 
 
 def _request(row: Any) -> service.AssignmentRequest:
+    """The driver's original request: from where they asked (not their latest position)."""
     prefs = row["preferences"] or {}
     return service.AssignmentRequest(
-        row["lat"], row["lon"], row["dest_lat"], row["dest_lon"], bool(prefs.get("accessible")),
+        row["origin_lat"], row["origin_lon"], row["dest_lat"], row["dest_lon"], bool(prefs.get("accessible")),
         bool(prefs.get("ev")), float(prefs.get("radius_m") or 1000.0), prefs.get("stay_minutes"))

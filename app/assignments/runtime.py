@@ -341,6 +341,35 @@ class MatchingRuntime:
         index = self._current_index()
         return None if index is None else index.nearest_json(**query)
 
+    def free_page_json(self, after: Any = None, **query: Any) -> tuple[bytes, Any] | None:
+        """One page of :meth:`free_spaces_json` after a cursor, with the next page's cursor."""
+        index = self._current_index()
+        return None if index is None else index.page_json(after=after, **query)
+
+    async def free_page(self, session: AsyncSession, query: service.AssignmentRequest, limit: int,
+                        after: Any = None) -> tuple[list[dict[str, Any]], Any]:
+        """:meth:`free_page_json`'s rows, from PostGIS in ``session`` while the index is not loaded."""
+        index = self._current_index()
+        if index is not None:
+            body, nxt = index.page_json(after=after, **free_query(query, limit))
+            return orjson.loads(body), nxt
+        eligibility = await self.eligibility.get(session)
+        return await service.free_page_sql(session, query, limit=limit, after=after, settings=self.settings,
+                                           eligibility=eligibility)
+
+    async def free_in_bbox(self, session: AsyncSession, bbox: tuple[float, float, float, float], *, limit: int,
+                           accessible: bool, ev: bool,
+                           after_id: str | None) -> tuple[list[dict[str, Any]], int | None, bool]:
+        """Free spaces in ``bbox`` by id after ``after_id``: (page, total or None, more)."""
+        index = self._current_index()
+        if index is not None:
+            page, total, more = index.in_bbox(bbox, limit=limit, accessible=accessible, ev=ev, after_id=after_id)
+            return page, total, more
+        eligibility = await self.eligibility.get(session)
+        page, more = await service.free_in_bbox_sql(session, bbox, limit=limit, accessible=accessible, ev=ev,
+                                                    after_id=after_id, settings=self.settings, eligibility=eligibility)
+        return page, None, more
+
     def _current_index(self) -> FreeIndex | None:
         """The index with the current eligibility applied, or None while it is not loaded."""
         if not self.ready:

@@ -44,7 +44,7 @@ from matching.geo import haversine_m, project
 
 MODEL = matching.CostModel()
 MAX_LIMIT = 100
-TERMINAL = ("arrived", "expired", "cancelled")
+TERMINAL = ("arrived", "expired", "cancelled", "lost")
 
 
 @dataclass(frozen=True)
@@ -188,6 +188,35 @@ async def free_spaces_sql(conn: AsyncConnection | AsyncSession, request: Assignm
                                    counted=False))[0]
     return [{"space_id": o.space_id, "facility_id": o.facility_id, "lat": o.lat, "lon": o.lon,
              "distance_m": round(o.distance_m, 1)} for o in options]
+
+
+def _free_params(settings: Settings, eligibility: Eligibility, *, accessible: bool, ev: bool,
+                 k: int) -> dict[str, Any]:
+    return {"acc": accessible, "ev": ev, "k": k, "stale": float(settings.stale_after_s),
+            "closed": sorted(eligibility.closed), "blocked": sorted(eligibility.blocked_spaces)}
+
+
+async def free_page_sql(conn: AsyncConnection | AsyncSession, request: AssignmentRequest, *, limit: int,
+                        after: Any, settings: Settings, eligibility: Eligibility) -> tuple[list[dict[str, Any]], Any]:
+    """A page of ``GET /v1/spaces/free`` from PostGIS after the cursor ``after`` (dot, id, metres),
+    with the next page's cursor (None on the last page)."""
+    params = {**_free_params(settings, eligibility, accessible=request.accessible, ev=request.ev, k=limit + 1),
+              "lat": request.lat, "lon": request.lon, "radius": request.radius_m,
+              "after_m": None if after is None else after[2], "after_id": None if after is None else after[1]}
+    rows = [dict(r) for r in (await conn.execute(sql.FREE_PAGE, params)).mappings()]
+    page = [{**r, "distance_m": round(r["distance_m"], 1)} for r in rows[:limit]]
+    last = rows[limit - 1] if len(rows) > limit else None
+    return page, None if last is None else (None, last["space_id"], last["distance_m"])
+
+
+async def free_in_bbox_sql(conn: AsyncConnection | AsyncSession, bbox: tuple[float, float, float, float], *,
+                           limit: int, accessible: bool, ev: bool, after_id: str | None, settings: Settings,
+                           eligibility: Eligibility) -> tuple[list[dict[str, Any]], bool]:
+    """Free spaces in ``bbox`` from PostGIS, by id after ``after_id``; and whether more follow."""
+    params = {**_free_params(settings, eligibility, accessible=accessible, ev=ev, k=limit + 1),
+              **dict(zip(("minx", "miny", "maxx", "maxy"), bbox, strict=True)), "after_id": after_id}
+    rows = [dict(r) for r in (await conn.execute(sql.FREE_IN_BBOX, params)).mappings()]
+    return rows[:limit], len(rows) > limit
 
 
 def plan(batch: Batch, options: list[list[Option]], *, eligibility: Eligibility,
@@ -346,13 +375,18 @@ def view(row: Any) -> dict[str, Any]:
            "facility_id": row["facility_id"], "lat": row["target_lat"], "lon": row["target_lon"],
            "distance_m": round(haversine_m(row["lat"], row["lon"], row["target_lat"], row["target_lon"]), 1),
            "expires_at": row["expires_at"], "updated_at": row["updated_at"],
-           "previous_space_ids": list(row["previous_space_ids"] or [])}
+           "previous_space_ids": list(row["previous_space_ids"] or []), "reason": row["reason"]}
     return out
 
 
 async def set_status(session: AsyncSession | AsyncConnection, assignment_id: uuid.UUID, status: str) -> bool:
     """Move an active assignment to ``status`` (a terminal one ends the hold now)."""
     return (await session.execute(sql.SET_STATUS, {"id": assignment_id, "status": status})).first() is not None
+
+
+async def set_lost(session: AsyncSession | AsyncConnection, assignment_id: uuid.UUID, reason: str) -> bool:
+    """End an active assignment as ``lost`` (its space taken, nothing else fits) with ``reason``."""
+    return (await session.execute(sql.SET_LOST, {"id": assignment_id, "reason": reason})).first() is not None
 
 
 async def expire_if_due(session: AsyncSession, row: Any) -> Any:

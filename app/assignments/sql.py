@@ -54,6 +54,32 @@ CROSS JOIN LATERAL (
 ORDER BY r.n, c.distance_m, c.id
 """)
 
+# ``GET /v1/spaces/free`` pages before the in-memory index has loaded: nearest first after the
+# previous page's last (metres, id), and free spaces in a box by id after the last id.
+FREE_PAGE = text(f"""
+SELECT id AS space_id, facility_id, lat, lon, distance_m FROM (
+    SELECT s.id, s.facility_id, ST_Y(s.geom) AS lat, ST_X(s.geom) AS lon,
+           ST_Distance(CAST(s.geom AS geography), p.g, false) AS distance_m
+    FROM (SELECT CAST(ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS geography) AS g) p,
+         spaces s JOIN space_state st ON st.space_id = s.id
+    WHERE {_FREE_SPACE} AND (NOT :acc OR s.accessible) AND (NOT :ev OR s.ev)
+      AND ST_DWithin(CAST(s.geom AS geography), p.g, :radius, false)
+) c
+WHERE CAST(:after_m AS float8) IS NULL OR (distance_m, id) > (CAST(:after_m AS float8), CAST(:after_id AS text))
+ORDER BY distance_m, id
+LIMIT :k
+""")
+
+FREE_IN_BBOX = text(f"""
+SELECT s.id AS space_id, s.facility_id, ST_Y(s.geom) AS lat, ST_X(s.geom) AS lon, s.accessible, s.ev
+FROM spaces s JOIN space_state st ON st.space_id = s.id
+WHERE {_FREE_SPACE} AND (NOT :acc OR s.accessible) AND (NOT :ev OR s.ev)
+  AND s.geom && ST_MakeEnvelope(:minx, :miny, :maxx, :maxy, 4326)
+  AND (CAST(:after_id AS text) IS NULL OR s.id > CAST(:after_id AS text))
+ORDER BY s.id
+LIMIT :k
+""")
+
 # Gate-counted facilities: free places = fresh count minus facility-level holds.
 COUNTED = text(f"""
 SELECT f.id, ST_Y(f.entrance) AS lat, ST_X(f.entrance) AS lon, c.free - coalesce(h.n, 0) AS places,
@@ -124,7 +150,8 @@ RETURNING id, expires_at
 """)
 
 GET_ASSIGNMENT = text("""
-SELECT a.id, a.key_id, a.space_id, a.facility_id, a.status, a.lat, a.lon, a.dest_lat, a.dest_lon,
+SELECT a.id, a.key_id, a.space_id, a.facility_id, a.status, a.reason, a.lat, a.lon, a.dest_lat, a.dest_lon,
+       coalesce(a.origin_lat, a.lat) AS origin_lat, coalesce(a.origin_lon, a.lon) AS origin_lon,
        a.preferences, a.previous_space_ids, a.created_at, a.updated_at, a.expires_at,
        upper(a.hold) AS hold_until, now() AS now,
        coalesce(ST_Y(s.geom), ST_Y(f.entrance)) AS target_lat,
@@ -146,7 +173,19 @@ WHERE id = :id AND status IN {ACTIVE}
 RETURNING id
 """)
 
-SET_POSITION = text("UPDATE assignments SET lat = :lat, lon = :lon, updated_at = now() WHERE id = :id")
+# The first report keeps the request's point (``origin_*``): re-assignment searches around it.
+SET_POSITION = text("""
+UPDATE assignments SET origin_lat = coalesce(origin_lat, lat), origin_lon = coalesce(origin_lon, lon),
+       lat = :lat, lon = :lon, updated_at = now()
+WHERE id = :id""")
+
+# Nothing fits around the driver's goal any more: the assignment ends ``lost`` with a reason.
+SET_LOST = text(f"""
+UPDATE assignments SET status = 'lost', reason = :reason, updated_at = now(),
+       hold = tstzrange(lower(hold), greatest(lower(hold), least(upper(hold), now())))
+WHERE id = :id AND status IN {ACTIVE}
+RETURNING id
+""")
 
 MOVE_HOLD = text(f"""
 UPDATE assignments SET space_id = :space_id, facility_id = :facility_id, status = 'reassigned',
@@ -160,6 +199,7 @@ RETURNING id
 # that one API process handles each, the others skip it.
 LOST_HOLDS = text(f"""
 SELECT a.id, a.space_id, a.facility_id, a.lat, a.lon, a.dest_lat, a.dest_lon, a.preferences,
+       coalesce(a.origin_lat, a.lat) AS origin_lat, coalesce(a.origin_lon, a.lon) AS origin_lon,
        ST_Y(s.geom) AS space_lat, ST_X(s.geom) AS space_lon
 FROM assignments a JOIN space_state st ON st.space_id = a.space_id JOIN spaces s ON s.id = a.space_id
 WHERE a.status IN {ACTIVE} AND upper(a.hold) > now() AND st.occupied
@@ -171,6 +211,7 @@ FOR UPDATE OF a SKIP LOCKED
 # Other active space holds near a point: holders the monotone re-assignment may move.
 NEARBY_HOLDS = text(f"""
 SELECT a.id, a.space_id, a.facility_id, a.lat, a.lon, a.dest_lat, a.dest_lon, a.preferences,
+       coalesce(a.origin_lat, a.lat) AS origin_lat, coalesce(a.origin_lon, a.lon) AS origin_lon,
        ST_Y(s.geom) AS space_lat, ST_X(s.geom) AS space_lon, s.accessible, s.ev
 FROM assignments a JOIN spaces s ON s.id = a.space_id
 WHERE a.status IN {ACTIVE} AND upper(a.hold) > now() AND a.id <> :id

@@ -96,24 +96,31 @@ async def grid_for(session: AsyncSession, *, cell_m: float, query: Query) -> Gri
 
 
 async def hotspots(
-    session: AsyncSession, *, query: Query, cell_m: float, now: datetime, tz: str, by_hour: bool = False
+    session: AsyncSession, *, query: Query, cell_m: float, now: datetime, tz: str, by_hour: bool = False,
+    limit: int | None = None, after: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """GeoJSON FeatureCollection of the grid cells with violations in ``[query.since, query.until)``."""
+    """GeoJSON FeatureCollection of the grid cells with violations in ``[query.since, query.until)``,
+    by cell (column, row): the first ``limit`` after the cell ``after``. ``properties`` say how
+    many cells there are in all (``cells``) and, when more follow, the page's last cell
+    (``last_cell``, the next page's ``after``)."""
     if query.since is None or query.until is None:
         raise InvalidInput("hotspots need a period (since and until)")
     grid = await grid_for(session, cell_m=cell_m, query=query)
     await session.execute(text("SET LOCAL work_mem = '128MB'"))  # the sorts below stay in memory
     rows = await _cell_rows(session, grid=grid, query=query, now=now, tz=tz)
     cells = _totals(rows)
-    geometries = await _squares(session, grid=grid, cells=list(cells))
+    ordered = [(key, cell) for key, cell in sorted(cells.items()) if after is None or key > after]
+    page = ordered if limit is None else ordered[:limit]
+    geometries = await _squares(session, grid=grid, cells=[key for key, _ in page])
     exposure = await _exposure(session, grid=grid, cells=geometries, query=query, now=now)
     profiles = _profiles(rows) if by_hour else {}
     features = [_feature(key, cell, geometries[key], exposure.get(key, 0.0), profiles.get(key))
-                for key, cell in sorted(cells.items())]
+                for key, cell in page]
+    more = len(ordered) > len(page)
     return {"type": "FeatureCollection", "features": features,
             "properties": {"cell_m": cell_m, "srid": grid.srid, "since": iso_utc(query.since),
-                           "until": iso_utc(query.until),
-                           "count": sum(c["n"] for c in cells.values())}}
+                           "until": iso_utc(query.until), "count": sum(c["n"] for c in cells.values()),
+                           "cells": len(cells), "last_cell": list(page[-1][0]) if more else None}}
 
 
 async def _cell_rows(

@@ -75,21 +75,35 @@ def plan(start: tuple[float, float], stops: list[tuple[float, float]]) -> tuple[
 
 
 async def patrol(
-    session: AsyncSession, *, lat: float, lon: float, limit: int, now: datetime
+    session: AsyncSession, *, lat: float, lon: float, limit: int, now: datetime,
+    after: tuple[float, int] | None = None, start: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
-    """The ``limit`` active violations nearest ``(lat, lon)`` as a walking route."""
-    rows = (await session.execute(text("""
+    """The ``limit`` active violations nearest ``(lat, lon)`` as a walking route from ``start``
+    (default the point itself). The next ones are those after the ``after`` of the route's
+    ``last`` ((degrees from the point, id): the order of nearness), routed from its last stop;
+    ``total`` is how many violations are active."""
+    found = (await session.execute(text("""
         SELECT v.id, v.space_id, v.facility_id, v.kind, v.rule_id, v.limit_minutes, v.started_at,
                round(CAST(extract(epoch FROM :now - v.started_at) / 60 AS numeric), 1) AS duration_minutes,
-               ST_Y(v.geom) AS lat, ST_X(v.geom) AS lon
+               ST_Y(v.geom) AS lat, ST_X(v.geom) AS lon,
+               v.geom <-> ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS nearness
         FROM violations v WHERE v.ended_at IS NULL
+          AND (CAST(:after_d AS float8) IS NULL OR (v.geom <-> ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), v.id)
+               > (CAST(:after_d AS float8), CAST(:after_id AS bigint)))
         ORDER BY v.geom <-> ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), v.id LIMIT :limit"""),
-        {"lat": lat, "lon": lon, "limit": limit, "now": now})).mappings().all()
-    order, legs = plan((lat, lon), [(r["lat"], r["lon"]) for r in rows])
+        {"lat": lat, "lon": lon, "limit": limit + 1, "now": now,
+         "after_d": None if after is None else after[0], "after_id": None if after is None else after[1]})
+    ).mappings().all()
+    more, rows = len(found) > limit, [dict(r) for r in found[:limit]]
+    nearness = [r.pop("nearness") for r in rows]
+    origin = start or (lat, lon)
+    order, legs = plan(origin, [(r["lat"], r["lon"]) for r in rows])
     stops, walked = [], 0.0
     for position, (index, leg) in enumerate(zip(order, legs, strict=True), start=1):
         walked += leg
         stops.append({**rows[index], "order": position, "duration_minutes": float(rows[index]["duration_minutes"]),
                       "leg_m": round(leg, 1), "cumulative_m": round(walked, 1)})
-    return {"start": {"lat": lat, "lon": lon}, "count": len(stops), "stops": stops,
-            "total_distance_m": round(walked, 1)}
+    total = await session.scalar(text("SELECT count(*) FROM violations WHERE ended_at IS NULL"))
+    return {"start": {"lat": origin[0], "lon": origin[1]}, "count": len(stops), "stops": stops,
+            "total_distance_m": round(walked, 1), "total": int(total or 0),
+            "last": (nearness[-1], rows[-1]["id"]) if more else None}

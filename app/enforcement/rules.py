@@ -63,17 +63,24 @@ def _clock_text(start: time, end: time) -> str:
 
 async def list_rules(
     session: AsyncSession, *, facility_id: str | None = None, space_id: str | None = None,
-    kind: str | None = None,
-) -> list[dict[str, Any]]:
-    """Rules, optionally of one facility, one space or one kind, by id."""
-    stmt = select(ParkingRule, func.ST_AsGeoJSON(ParkingRule.zone, 7)).order_by(ParkingRule.id)
+    kind: str | None = None, limit: int | None = None, after_id: int | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    """Rules, optionally of one facility, one space or one kind, by id: the first ``limit`` with
+    an id above ``after_id``; and how many match in all."""
+    conditions = []
     if facility_id is not None:
-        stmt = stmt.where(ParkingRule.facility_id == facility_id)
+        conditions.append(ParkingRule.facility_id == facility_id)
     if space_id is not None:
-        stmt = stmt.where(ParkingRule.space_id == space_id)
+        conditions.append(ParkingRule.space_id == space_id)
     if kind is not None:
-        stmt = stmt.where(ParkingRule.kind == kind)
-    return [_row(rule, zone) for rule, zone in (await session.execute(stmt)).all()]
+        conditions.append(ParkingRule.kind == kind)
+    stmt = select(ParkingRule, func.ST_AsGeoJSON(ParkingRule.zone, 7)).where(*conditions).order_by(ParkingRule.id)
+    if after_id is not None:
+        stmt = stmt.where(ParkingRule.id > after_id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    total = await session.scalar(select(func.count()).select_from(ParkingRule).where(*conditions))
+    return [_row(rule, zone) for rule, zone in (await session.execute(stmt)).all()], int(total or 0)
 
 
 async def get_rule(session: AsyncSession, *, rule_id: int) -> dict[str, Any]:

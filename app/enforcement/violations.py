@@ -285,11 +285,16 @@ class Query:
 
 
 async def list_violations(
-    session: AsyncSession, *, query: Query, now: datetime, limit: int | None = 500, offset: int = 0
+    session: AsyncSession, *, query: Query, now: datetime, limit: int | None = 500, offset: int = 0,
+    after: tuple[datetime, int] | None = None,
 ) -> list[dict[str, object]]:
-    """Violations matching ``query``, newest first, with how long each has lasted (minutes)."""
+    """Violations matching ``query``, newest first (then by id, descending), with how long each
+    has lasted (minutes); the page after ``after`` (a previous page's last (started_at, id))."""
     where, params = query.where()
     page = "" if limit is None else "LIMIT :limit OFFSET :offset"
+    if after is not None:
+        where += " AND (v.started_at, v.id) < (:after_started, :after_id)"
+        params = {**params, "after_started": after[0], "after_id": after[1]}
     rows = await session.execute(text(f"""
         SELECT v.id, v.space_id, v.facility_id, f.name AS facility_name, f.operator_id, v.kind,
                v.rule_id, v.limit_minutes, v.stay_since, v.started_at, v.ended_at,
@@ -300,3 +305,9 @@ async def list_violations(
         WHERE {where} ORDER BY v.started_at DESC, v.id DESC {page}"""),
         {**params, "now": now, "limit": limit, "offset": offset})
     return [{**row, "duration_minutes": float(row["duration_minutes"])} for row in rows.mappings()]
+
+
+async def count_violations(session: AsyncSession, *, query: Query) -> int:
+    """How many violations match ``query`` (the list's ``X-Total-Count``)."""
+    where, params = query.where()
+    return int(await session.scalar(text(f"SELECT count(*) FROM violations v WHERE {where}"), params) or 0)

@@ -99,10 +99,13 @@ async def test_the_openapi_description_still_lists_each_hot_route(matching_db: S
     async with app_client(matching_db) as client:
         spec = (await client.get("/openapi.json")).json()
     free = spec["paths"]["/v1/spaces/free"]["get"]
-    assert [p["name"] for p in free["parameters"]] == ["lat", "lon", "limit", "radius_m", "accessible", "ev", "format"]
+    assert [p["name"] for p in free["parameters"]] == ["lat", "lon", "bbox", "limit", "radius_m", "accessible", "ev",
+                                                       "format", "cursor"]
+    assert {"Link", "X-Total-Count"} <= set(free["responses"]["200"]["headers"])  # the Lists rule
     create = spec["paths"]["/v1/assignments"]["post"]
     assert create["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/AssignmentIn")
     assert create["security"]
     assert {"201", "409", "415", "422"} <= set(create["responses"])
     listing = spec["paths"]["/v1/facilities"]["get"]
-    assert {p["name"] for p in listing["parameters"]} == {"lat", "lon", "radius_m", "kind", "limit", "format", "q"}
+    assert {p["name"] for p in listing["parameters"]} == {"lat", "lon", "radius_m", "kind", "limit", "format", "q",
+                                                          "offset"}

@@ -3,7 +3,7 @@
 A driver key sees only its own assignments (404 for others'). ``POST`` is a hot route
 (``app.api.hot``): one handler, described by :class:`AssignmentIn` and :func:`create_assignment`.
 ``GET …/events`` is a Server-Sent Events stream: one event with the current state, then one per
-change (a re-assignment, arrival, expiry or cancellation) until the assignment ends.
+change (a re-assignment, arrival, expiry, cancellation, or ``lost`` with its ``reason``) until the assignment ends.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from app.keys.service import Principal
 
 router = APIRouter(prefix="/v1/assignments", tags=["matching"])
 DriverKey = Annotated[Principal, Depends(require_roles("driver"))]
-Status = Literal["held", "reassigned", "arrived", "expired", "cancelled"]
+Status = Literal["held", "reassigned", "arrived", "expired", "cancelled", "lost"]
 KEEPALIVE_S = 15.0
 
 
@@ -77,6 +77,9 @@ class AssignmentCreated(BaseModel):
 class AssignmentOut(AssignmentCreated):
     updated_at: datetime
     previous_space_ids: list[str] = Field(description="spaces lost to someone else, oldest first")
+    reason: Literal["no_free_space"] | None = Field(None, description=(
+        "why the assignment is `lost`: its space was taken by someone else and nothing else fits "
+        "around the driver's goal (`no_free_space`); null otherwise"))
 
 
 NO_SPACE: dict[int | str, dict[str, Any]] = {

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api import geojson, hot
+from app.api import geojson, hot, paging
 from app.api.deps import SessionDep, SettingsDep, transaction
 from app.api.openapi import ERROR_RESPONSES
 from app.availability import fiware
@@ -133,6 +133,9 @@ class FacilitiesQuery(BaseModel):
         "json", description="`geojson`: RFC 7946 FeatureCollection; `fiware`: NGSI-LD key-values")
     q: str | None = Field(None, min_length=1, max_length=facility_search.MAX_QUERY, description=(
         "name search (case, width and spaces ignored; the id too): best first, or by distance with lat/lon"))
+    offset: int = Field(0, ge=0, le=10_000_000, description=(
+        "skip this many: follow `Link: rel=\"next\"` (the order depends on the inventory only, so "
+        "pages neither repeat nor skip a facility while availability changes)"))
 
 
 async def answer_list_facilities(request: Request) -> Response:
@@ -145,12 +148,19 @@ async def answer_list_facilities(request: Request) -> Response:
     if radius > settings.max_radius_m:
         raise InvalidInput(f"radius_m: at most {settings.max_radius_m:.0f}")
     snap = await _snapshot(request)
+    every = len(snap.items)
     if q.q is not None:  # issue 18: name search
         hits = facility_search.search(snap, q=q.q, lat=q.lat, lon=q.lon, radius_m=radius, kind=q.kind,
-                                      limit=q.limit)
+                                      limit=every)
     else:
-        hits = snap.near(lat=q.lat, lon=q.lon, radius_m=radius, kind=q.kind, limit=q.limit)
-    return _render(snap, hits, q.format)
+        hits = snap.near(lat=q.lat, lon=q.lon, radius_m=radius, kind=q.kind, limit=every)
+    end = q.offset + q.limit
+    headers = {"X-Total-Count": str(len(hits))}
+    if end < len(hits):  # the contract's "Lists" rule (app.api.paging)
+        headers["Link"] = paging.link_next(paging.next_url(request, offset=str(end), limit=str(q.limit)))
+    response = _render(snap, hits[q.offset:end], q.format)
+    response.headers.update(headers)
+    return response
 
 
 async def list_facilities(q: Annotated[FacilitiesQuery, Query()]) -> list[FacilityOut]:
@@ -160,8 +170,8 @@ async def list_facilities(q: Annotated[FacilitiesQuery, Query()]) -> list[Facili
 
 router.add_api_route(
     "", list_facilities, methods=["GET"], route_class_override=hot.hot_route(answer_list_facilities),
-    response_model=list[FacilityOut], summary="Facilities near a point, by distance",
-    responses={200: {"content": LIST_CONTENT}, **ERROR_RESPONSES},
+    response_model=list[FacilityOut], summary="Facilities near a point, by distance, paged",
+    responses={200: {"content": LIST_CONTENT, "headers": paging.OPENAPI_HEADERS}, **ERROR_RESPONSES},
 )
 
 
@@ -248,8 +258,8 @@ async def facility_history(
 
 @router.get(
     "/{facility_id}/sensors", response_model=list[SensorOut],
-    summary="The facility's sensors with their health (battery, temperature, radio, resets)",
-    responses={**ERROR_RESPONSES},
+    summary="The facility's sensors with their health (battery, temperature, radio, resets), paged",
+    responses={200: {"headers": paging.OPENAPI_HEADERS}, **ERROR_RESPONSES},
 )
 async def facility_sensors(
     facility_id: FacilityId, request: Request, response: Response, session: SessionDep, settings: SettingsDep,
@@ -261,8 +271,6 @@ async def facility_sensors(
         stale_after_s=settings.stale_after_s, timezone=settings.timezone)  # 404 for an unknown id
     items, total = await device_health.facility_sensors(session, facility_id=facility_id, limit=limit,
                                                         offset=offset)
-    response.headers["X-Total-Count"] = str(total)
-    if offset + len(items) < total:
-        nxt = request.url.include_query_params(limit=limit, offset=offset + len(items))
-        response.headers["Link"] = f'<{nxt}>; rel="next"'
+    response.headers.update(paging.headers(request, total=total, **(
+        {"limit": str(limit), "offset": str(offset + len(items))} if offset + len(items) < total else {})))
     return items

@@ -9,13 +9,13 @@ import asyncio
 import contextlib
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 import orjson
 from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from app.api import paging
 from app.api.deps import SessionDep, SettingsDep
 from app.api.openapi import ERROR_RESPONSES
 from app.core.db import raw_connection
@@ -94,7 +94,8 @@ def _fresh(board: forecast_service.Board, settings: Settings) -> bool:
     return age <= max(3 * settings.forecast_board_s, 60.0)
 
 
-@router.get("/v1/forecast/near", response_model=list[NearOut], responses={**ERROR_RESPONSES},
+@router.get("/v1/forecast/near", response_model=list[NearOut],
+            responses={200: {"headers": paging.OPENAPI_HEADERS}, **ERROR_RESPONSES},
             summary="Facilities near a destination, likeliest to have a free space on arrival first")
 async def near(
     request: Request, session: SessionDep, settings: SettingsDep,
@@ -114,10 +115,9 @@ async def near(
         _publish(request.app, board)
     items = board.near(lat=lat, lon=lon, radius_m=radius, eta_min=eta_min)
     page = items[offset:offset + limit]
-    headers = {"X-Total-Count": str(len(items))}
-    if offset + limit < len(items):
-        query = dict(request.query_params) | {"offset": str(offset + limit), "limit": str(limit)}
-        headers["Link"] = f'<{request.url.path}?{urlencode(query)}>; rel="next"'
+    more = offset + limit < len(items)
+    headers = paging.headers(request, total=len(items), **(
+        {"offset": str(offset + limit), "limit": str(limit)} if more else {}))
     return Response(orjson.dumps(page), media_type="application/json", headers=headers)
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel
 
+from app.api import paging
 from app.api.deps import SessionDep, SettingsDep, require_roles
 from app.api.openapi import ERROR_RESPONSES
+from app.core.errors import InvalidInput
 from app.enforcement import rules as rules_service
 from app.enforcement.rules import RuleSpec
 from app.keys.service import Principal
@@ -16,6 +18,7 @@ from app.keys.service import Principal
 router = APIRouter(prefix="/v1/admin/rules", tags=["admin"])
 
 Admin = Annotated[Principal, Depends(require_roles("admin"))]
+MAX_LIMIT = 1000
 RuleId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
@@ -36,14 +39,26 @@ class RuleOut(BaseModel):
     model_config = {"populate_by_name": True, "alias_generator": lambda name: name.rstrip("_")}
 
 
-@router.get("", response_model=list[RuleOut], summary="List parking rules", responses={**ERROR_RESPONSES})
+@router.get("", response_model=list[RuleOut], summary="List parking rules, by id, paged",
+            responses={200: {"headers": paging.OPENAPI_HEADERS}, **ERROR_RESPONSES})
 async def list_rules(
-    session: SessionDep, _: Admin,
+    request: Request, response: Response, session: SessionDep, _: Admin,
     facility_id: Annotated[str | None, Query(max_length=100)] = None,
     space_id: Annotated[str | None, Query(max_length=100)] = None,
     kind: Literal["time_limit", "no_parking"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 500,
+    cursor: Annotated[str | None, Query(max_length=paging.MAX_CURSOR, description=paging.CURSOR_DESCRIPTION)] = None,
 ) -> list[dict[str, Any]]:
-    return await rules_service.list_rules(session, facility_id=facility_id, space_id=space_id, kind=kind)
+    """At most ``limit`` rules; ``Link: rel="next"`` while more remain, ``X-Total-Count``."""
+    after = paging.decode_cursor(cursor)
+    if after is not None and not isinstance(after, int):
+        raise InvalidInput("cursor: not a cursor of this list (take it from the Link header)")
+    rows, total = await rules_service.list_rules(session, facility_id=facility_id, space_id=space_id, kind=kind,
+                                                 limit=limit + 1, after_id=after)
+    more, rows = len(rows) > limit, rows[:limit]
+    response.headers.update(paging.headers(request, total=total, **(
+        {"cursor": paging.encode_cursor(rows[-1]["id"])} if more else {})))
+    return rows
 
 
 @router.post("", status_code=201, response_model=RuleOut, summary="Create a parking rule",

@@ -16,7 +16,11 @@ function headers(key, json) {
   return h;
 }
 
-export async function api(path, { method = "GET", body, key, signal } = {}) {
+export async function api(path, options = {}) {
+  return (await request(path, options)).data;
+}
+
+async function request(path, { method = "GET", body, key, signal } = {}) {
   let response;
   try {
     response = await fetch(path, {
@@ -31,7 +35,39 @@ export async function api(path, { method = "GET", body, key, signal } = {}) {
   if (!response.ok) {
     throw new ApiError(response.status, data?.error || "http_error", data?.detail || response.statusText);
   }
-  return data;
+  return { data, response };
+}
+
+// The target of a response's `Link: <…>; rel="next"` (RFC 8288), or null on the last page.
+export function nextLink(response) {
+  const header = response.headers.get("Link") || "";
+  for (const m of header.matchAll(/<([^>]*)>\s*;\s*rel="?([^";,]*)"?/g)) {
+    if (m[2].split(/\s+/).includes("next")) return m[1];
+  }
+  return null;
+}
+
+const MAX_PAGES = 200;
+
+// Every page of a capped list (the contract's "Lists" rule): follows `Link: rel="next"` and
+// joins the pages — a bare list, a wrapped one (`stops`, …) or a GeoJSON FeatureCollection
+// (its features). The first page's object is returned with the whole list in it.
+export async function apiAll(path, { key, signal } = {}) {
+  let first = null;
+  const all = [];
+  let url = path;
+  for (let page = 0; url && page < MAX_PAGES; page++) {
+    const { data, response } = await request(url, { key, signal });
+    if (first === null) first = data;
+    all.push(...asList(data));
+    url = nextLink(response);
+  }
+  if (Array.isArray(first)) return all;
+  if (first && typeof first === "object") {
+    const k = Array.isArray(first.features) ? "features" : LIST_KEYS.find((name) => Array.isArray(first[name]));
+    if (k) return { ...first, [k]: all };
+  }
+  return first;
 }
 
 export function query(params) {

@@ -1,6 +1,6 @@
 // Enforcement view behind an enforcement key: active violations and how long they have lasted,
 // the hotspot grid as a shaded layer with a time filter, the patrol list as a walking route.
-import { api, asList, h, query, showError, text } from "./api.js";
+import { api, apiAll, asList, h, query, showError, text } from "./api.js";
 import { formatDistance, formatDuration, formatTime, t } from "./i18n.js";
 
 const $ = (id) => document.getElementById(id);
@@ -73,7 +73,8 @@ export class EnforcementView {
   }
 
   async loadViolations() {
-    this.violations = asList(await api(`/v1/enforcement/violations?active=true`, { key: this.key }));
+    // every page (Link: rel="next"): a city has more active violations than one page holds
+    this.violations = asList(await apiAll(`/v1/enforcement/violations?active=true`, { key: this.key }));
     this.renderViolations();
   }
 
@@ -105,7 +106,7 @@ export class EnforcementView {
 
   async loadHotspots() {
     const until = new Date(), since = new Date(until.getTime() - Number($("hot-window").value) * 1000);
-    const fc = await api(`/v1/enforcement/hotspots?${query({ since: since.toISOString(), until: until.toISOString() })}`,
+    const fc = await apiAll(`/v1/enforcement/hotspots?${query({ since: since.toISOString(), until: until.toISOString() })}`,
       { key: this.key });
     const features = fc?.features || [];
     const max = Math.max(1, ...features.map((f) => Number(f.properties?.count) || 0));

@@ -1,11 +1,12 @@
 // Facilities coloured by availability, free spaces when zoomed in; refreshed by short polling.
-import { api, asList, h, query, text } from "./api.js";
+import { apiAll, asList, h, query, text } from "./api.js";
 import { t } from "./i18n.js";
 
 export const STATUSES = ["spacesAvailable", "almostFull", "full", "closed", "unknown"];
 const KIND_GLYPH = { lot: "P", garage: "G", curb: "路" };
 const SPACES_MIN_ZOOM = 17;
-const MAX_FACILITIES = 500; // the API's cap per request
+const MAX_FACILITIES = 500; // the API's cap per page: more are fetched through Link: rel="next"
+const SPACES_PAGE = 1000; // free spaces per page of the bbox query
 
 export function statusOf(f) {
   if (STATUSES.includes(f.status)) return f.status;
@@ -29,6 +30,7 @@ export class FacilityLayer {
     this.outlines = L.layerGroup().addTo(ctx.map);
     this.outlinesDrawn = new Set();
     this.seq = 0;
+    this.spacesSeq = 0;
   }
 
   // The first view asks for every facility (to fit the map to them); later ones for the view.
@@ -42,7 +44,7 @@ export class FacilityLayer {
   async refresh({ all = false } = {}) {
     const seq = ++this.seq;
     const url = this.facilitiesUrl(all);
-    const list = asList(await api(url));
+    const list = asList(await apiAll(url));
     if (seq !== this.seq) return list; // a newer view's answer is on its way
     document.body.dataset.facilitiesQuery = url;
     this.apply(list);
@@ -110,7 +112,7 @@ export class FacilityLayer {
     if ([...this.byId.keys()].every((id) => this.outlinesDrawn.has(id))) return;
     let fc;
     try {
-      fc = await api(`${url}&format=geojson`);
+      fc = await apiAll(`${url}&format=geojson`);
     } catch {
       return; // outlines are decoration; markers already carry the numbers
     }
@@ -130,9 +132,12 @@ export class FacilityLayer {
       document.body.dataset.freeSpaces = "0";
       return;
     }
-    const c = map.getCenter();
-    const radius = viewRadius(map, 1000);
-    const list = asList(await api(`/v1/spaces/free?${query({ lat: c.lat.toFixed(6), lon: c.lng.toFixed(6), radius_m: radius, limit: 100 })}`));
+    // every free space in view: the bbox query, all its pages (not the nearest 100 of the centre)
+    const b = map.getBounds();
+    const bbox = [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()].map((v) => v.toFixed(6)).join(",");
+    const seq = ++this.spacesSeq;
+    const list = asList(await apiAll(`/v1/spaces/free?${query({ bbox, limit: SPACES_PAGE })}`));
+    if (seq !== this.spacesSeq) return; // the view moved on meanwhile
     this.spaces.clearLayers();
     for (const s of list) {
       L.circleMarker([s.lat, s.lon], { radius: 5, className: "cp-space", interactive: true })
