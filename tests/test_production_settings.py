@@ -36,6 +36,7 @@ def test_a_production_configuration_of_ones_own_is_accepted() -> None:
     ({"database_direct_url": "postgresql://citypark:Password@rw:5432/citypark"}, "CITYPARK_DATABASE_DIRECT_URL"),
     ({"mqtt_url": "mqtt://citypark-ingest:change-me@mqtt:1883"}, "CITYPARK_MQTT_URL"),
     ({"lorawan_mqtt_url": "mqtt://ns:changeme@ns:1883"}, "CITYPARK_LORAWAN_MQTT_URL"),
+    ({"forwarded_allow_ips": "*"}, "CITYPARK_FORWARDED_ALLOW_IPS"),
 ])
 def test_each_development_default_is_refused_by_name(change: dict[str, object], named: str) -> None:
     with pytest.raises(ValidationError, match=named) as caught:

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     env: str = "development"
     timezone: str = "Asia/Shanghai"
     cors_origins: list[str] = Field(default_factory=lambda: ["*"])
+    # proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For names the client, which the
+    # rate limit keys anonymous callers by; empty: the connection's own address ("*" is refused in production)
+    forwarded_allow_ips: str = ""
     max_body_bytes: int = 5 * 1024 * 1024
     otel: bool = False  # FastAPI's native OpenTelemetry (spans, metrics, logs) for a configured provider
     db_pool_size: int = 10
@@ -184,6 +187,8 @@ def production_problems(settings: Settings) -> list[str]:
         problems.append('CITYPARK_CORS_ORIGINS ["*"]: list the origins of your apps, e.g. ["https://app.example.city"]')
     if settings.plate_key == DEV_PLATE_KEY or settings.plate_key.lower().startswith("change-me"):
         problems.append("the development CITYPARK_PLATE_KEY: set CITYPARK_PLATE_KEY to a secret of your own")
+    if settings.forwarded_allow_ips.strip() == "*":
+        problems.append('CITYPARK_FORWARDED_ALLOW_IPS "*": any client could name its own address; list your proxies')
     if settings.database_url == DEV_DATABASE_URL:
         problems.append("the development CITYPARK_DATABASE_URL (postgres without a password on 127.0.0.1)")
     urls = {"CITYPARK_DATABASE_URL": settings.database_url, "CITYPARK_DATABASE_READ_URL": settings.database_read_url,
