@@ -7,7 +7,9 @@ as entry points in the ``citypark.commands`` group of pyproject.toml and discove
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+import traceback
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -173,6 +175,8 @@ def serve(
     """Serve the HTTP API with uvicorn."""
     import uvicorn
 
+    get_settings()  # refused settings (e.g. production with "*" origins) are one line here, not a traceback
+
     uvicorn.run("app.api.main:app_factory", factory=True, host=host, port=port,
                 workers=workers, log_level="info", access_log=False)
 
@@ -189,7 +193,15 @@ def demo(
 
 
 def main() -> None:
-    group = typer.main.get_command(cli)
-    assert isinstance(group, cli_lazy.LazyGroup)
-    cli_lazy.register_plugins(group)  # plugin commands are imported only when run
-    group()
+    """``citypark``: any error a command did not explain itself is still one line on stderr and
+    exit status 1 (``CITYPARK_TRACEBACK=1`` adds the traceback, for a bug report)."""
+    try:
+        group = typer.main.get_command(cli)
+        assert isinstance(group, cli_lazy.LazyGroup)
+        cli_lazy.register_plugins(group)  # plugin commands are imported only when run
+        group()
+    except Exception as exc:
+        typer.echo(f"error: {cli_lazy.one_line(exc)}", err=True)
+        if os.environ.get("CITYPARK_TRACEBACK", "").strip() not in {"", "0"}:
+            traceback.print_exc()
+        sys.exit(1)

@@ -88,3 +88,17 @@ def database_hint(exc: BaseException) -> str | None:
             return f"cannot reach PostgreSQL ({seen}): is it running? see CITYPARK_DATABASE_URL"
         seen = seen.__cause__ or seen.__context__ or getattr(seen, "orig", None)
     return None
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one line: the database hint, invalid settings by name, else its type and first line."""
+    hint = database_hint(exc)
+    if hint is not None:
+        return hint
+    errors = getattr(exc, "errors", None)
+    if type(exc).__name__ == "ValidationError" and callable(errors):  # pydantic: settings refused
+        parts = [(f"CITYPARK_{'_'.join(str(p) for p in e['loc']).upper()}: " if e.get("loc") else "")
+                 + str(e.get("msg", "")).removeprefix("Value error, ") for e in errors()]
+        return "invalid settings: " + "; ".join(parts)
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__

@@ -9,11 +9,13 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 import typer
 
-from app.core.settings import get_settings
+from app.core.settings import Settings, get_settings
+from sensors.supervision import RestartPolicy
 
 DEFAULT_METRICS_PORT = 9464
 Envelope = Literal["chirpstack", "chirpstack-protobuf", "tts", "json"]
@@ -55,37 +57,70 @@ def run_worker(index: int, prefix: str, metrics_port: int) -> None:
     asyncio.run(main())
 
 
-def _supervise(n: int, prefix: str, metrics_port: int) -> int:
-    """Run ``n`` worker processes; restart one that dies; stop them all on SIGINT/SIGTERM."""
+def _supervise(n: int, prefix: str, metrics_port: int, *, target: Callable[[int, str, int], None] = run_worker,
+               settings: Settings | None = None) -> int:
+    """Run ``n`` worker processes; restart one that dies (``sensors.supervision``); stop them
+    all on SIGINT/SIGTERM (exit 0) or when one keeps failing (exit 1)."""
+    settings = settings or get_settings()
     ctx = multiprocessing.get_context("spawn")
+    log = logging.getLogger(__name__)
     stopping = False
+    policies = [RestartPolicy(settings.ingest_restart_backoff_s, settings.ingest_restart_backoff_max_s,
+                              settings.ingest_restart_max_failures, settings.ingest_restart_stable_s)
+                for _ in range(n)]
+    started = [0.0] * n
+    due: list[float | None] = [None] * n  # when a dead worker is started again
 
     def start(i: int) -> multiprocessing.process.BaseProcess:
-        proc = ctx.Process(target=run_worker, args=(i, prefix, metrics_port), name=f"ingest-{i}")
+        proc = ctx.Process(target=target, args=(i, prefix, metrics_port), name=f"ingest-{i}")
         proc.start()
+        started[i] = time.monotonic()
         return proc
 
     def on_signal(*_: object) -> None:
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     procs = [start(i) for i in range(n)]
-    while not stopping:
-        for i, proc in enumerate(procs):
-            if not proc.is_alive() and not stopping:
-                logging.getLogger(__name__).warning("worker %s exited (%s); restarting", i, proc.exitcode)
-                procs[i] = start(i)
-        time.sleep(0.5)  # supervision tick
+    code = 0
+    try:
+        while not stopping:
+            now = time.monotonic()
+            for i, proc in enumerate(procs):
+                if proc.is_alive() or stopping:
+                    continue
+                if due[i] is None:
+                    delay = policies[i].after_exit(now - started[i])
+                    if delay is None:
+                        log.error("worker %s exited (%s) %s times in a row; giving up (see its log above)",
+                                  i, proc.exitcode, policies[i].failures)
+                        stopping, code = True, 1
+                        break
+                    log.warning("worker %s exited (%s) after %.1f s; restart %s of at most %s in %.2f s", i,
+                                proc.exitcode, now - started[i], policies[i].failures,
+                                policies[i].max_failures - 1, delay)
+                    due[i] = now + delay
+                elif now >= due[i]:  # type: ignore[operator]
+                    due[i] = None
+                    procs[i] = start(i)
+            time.sleep(0.1)  # supervision tick
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _stop_all(procs)
+    return code
+
+
+def _stop_all(procs: list[multiprocessing.process.BaseProcess]) -> None:
     for proc in procs:
         if proc.pid and proc.is_alive():
             proc.terminate()
     for proc in procs:
-        proc.join(timeout=30)
+        if proc.pid:
+            proc.join(timeout=30)
         if proc.is_alive():
             proc.kill()
-    return 0
 
 
 def simulate(

@@ -68,3 +68,32 @@ def test_mosquitto_config_raises_the_limits_that_drop_messages() -> None:
         assert settings["max_queued_messages"].strip() == "0"
         assert settings["max_inflight_messages"].strip() == "0"
         assert settings["persistence"].strip() == "true"
+
+
+def _interpolate(value: str, env: dict[str, str]) -> str:
+    import re
+
+    def one(match: re.Match[str]) -> str:
+        name, op, rest = match[1], match[2], match[3]
+        if op == ":?":
+            assert name in env, f"compose requires {name}: {rest}"
+            return env[name]
+        return env.get(name, rest)
+
+    return re.sub(r"\$\{(\w+)(:[-?])([^}]*)\}", one, value)
+
+
+def test_every_citypark_service_starts_in_production_with_real_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Production refuses example passwords, "*" origins, the development plate key: the compose
+    file must make operators give their own (``${VAR:?…}``) and pass them to every service."""
+    from app.core.settings import Settings
+
+    env = {"POSTGRES_PASSWORD": "Pg-9f2k", "INGEST_MQTT_PASSWORD": "Mq-4t8z", "CITYPARK_PLATE_KEY": "pk-8d1c-0a",
+           "CITYPARK_CORS_ORIGINS": '["https://parking.example.city"]'}
+    services = [s for s in compose()["services"].values() if (s.get("command") or [""])[0] == "citypark"]
+    assert len(services) >= 4
+    for service in services:
+        with monkeypatch.context() as patch:
+            for name, value in service["environment"].items():
+                patch.setenv(name, _interpolate(str(value), env))
+            assert Settings().env == "production"  # read as each process reads its environment

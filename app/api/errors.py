@@ -55,7 +55,13 @@ async def _http(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, kind, str(exc.detail), getattr(exc, "headers", None))
 
 
+async def _unexpected(request: Request, _: Exception) -> JSONResponse:
+    """Starlette's outermost handler: only what escapes ``app.api.catch_all`` (the CORS layer)."""
+    return error_response(500, "internal_error", "an unexpected error occurred; it is logged")
+
+
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(Exception, _unexpected)
     app.add_exception_handler(errors.DomainError, _domain)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)

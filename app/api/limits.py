@@ -1,8 +1,10 @@
 """Request limits as plain ASGI middleware: a per-client rate limit and a body size limit.
 
 Rate limit (``CITYPARK_RATE_LIMIT``, e.g. ``120/minute``; ``0`` = off): at most N requests in
-any window of the period (the ``limits`` library's moving window) per client, on every ``/v1/``
-request — public reads, pushes, everything a client does. Over it: ``429`` with ``Retry-After``
+any window of the period (the ``limits`` library's moving window) per client, on every request
+under ``/v1/``, ``/ngsi-ld/`` and ``/datex2/`` (``LIMITED_PREFIXES``) — public reads, pushes,
+subscriptions, publications, everything a client does; operations endpoints (``/healthz``,
+``/readyz``, ``/metrics``) and the web map's static files are not limited. Over it: ``429`` with ``Retry-After``
 (seconds) and the usual error body.
 
 Who is a client (so that a new random bearer token per request buys nothing): a caller with a
@@ -76,6 +78,7 @@ def parse_rate(text: str) -> Rate | None:
     return Rate(int(match[1]), int(match[2] or 1) * _PERIOD_S[match[3]])
 
 
+LIMITED_PREFIXES = ("/v1/", "/ngsi-ld/", "/datex2/")
 AUTH_FACTOR = 10  # per address, not-yet-cached keys looked up per period: this × the rate
 PROBE_S = 1.0
 REDIS_TIMEOUT_S = 0.25
@@ -169,23 +172,34 @@ def address_key(scope: Scope) -> str:
     return "addr:" + (client[0] if client else "unknown")
 
 
-async def send_error(send: Send, status: int, kind: str, detail: str, headers: dict[str, str] | None = None) -> None:
-    body = orjson.dumps({"error": kind, "detail": detail})
+async def send_error(send: Send, status: int, kind: str, detail: str, headers: dict[str, str] | None = None,
+                     extra: dict[str, Any] | None = None) -> None:
+    body = orjson.dumps({"error": kind, "detail": detail, **(extra or {})})
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
 
 
+def problem_fields(path: str, status: int, title: str, etsi_type: str | None = None) -> dict[str, Any] | None:
+    """On NGSI-LD paths an error is also an RFC 7807 ProblemDetails (``type``, ``title``, ``status``)
+    beside the contract's ``error`` and ``detail``; ``about:blank`` where ETSI defines no type."""
+    if not path.startswith("/ngsi-ld/"):
+        return None
+    kind = f"https://uri.etsi.org/ngsi-ld/errors/{etsi_type}" if etsi_type else "about:blank"
+    return {"type": kind, "title": title, "status": status}
+
+
 class RateLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, limiter: SharedLimiter, owner: FastAPI, prefix: str = "/v1/") -> None:
+    def __init__(self, app: ASGIApp, *, limiter: SharedLimiter, owner: FastAPI,
+                 prefixes: tuple[str, ...] = LIMITED_PREFIXES) -> None:
         self.app = app
-        self.prefix = prefix
+        self.prefixes = prefixes
         self.limiter = limiter
         self.owner = owner
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] == "OPTIONS" or not scope["path"].startswith(self.prefix):
+        if scope["type"] != "http" or scope["method"] == "OPTIONS" or not scope["path"].startswith(self.prefixes):
             await self.app(scope, receive, send)
             return
         key = await self.client_key(scope)
@@ -197,7 +211,8 @@ class RateLimitMiddleware:
         rate = self.limiter.rate
         await send_error(send, 429, "rate_limited",
                          f"more than {rate.requests} requests in {rate.period_s:g} s from this client",
-                         {"Retry-After": str(max(1, math.ceil(wait))), "X-RateLimit-Limit": str(rate.requests)})
+                         {"Retry-After": str(max(1, math.ceil(wait))), "X-RateLimit-Limit": str(rate.requests)},
+                         problem_fields(scope["path"], 429, "TooManyRequests"))
 
     async def client_key(self, scope: Scope) -> str | tuple[str, float]:
         """The principal's key, else the address; ``(key, wait)`` when key look-ups are over their limit."""

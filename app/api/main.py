@@ -15,9 +15,10 @@ from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi.telemetry import TelemetryConfig
 from starlette.middleware import Middleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from app.api import catch_all, input_guard, limits, openapi
 from app.api import errors as api_errors
-from app.api import input_guard, limits, openapi
 from app.api.cors import CORSMiddleware
 from app.api.routes import (
     admin,
@@ -108,12 +109,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _install_middleware(app: FastAPI, settings: Settings) -> None:
-    """Outermost first: rate and body limits, then CORS."""
+    """Outermost first: proxy headers (when configured), CORS, the catch-all 500, the rate and
+    body limits, the input guard."""
     limits.install(app, settings)  # before CORS, so that 413/429 answers carry CORS headers
+    app.add_middleware(catch_all.CatchAll)  # around the limits and every route, inside CORS
     app.add_middleware(
         CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
         allow_headers=["Authorization", "Content-Type"],
     )
+    if settings.forwarded_allow_ips.strip():  # outermost: the rate limit sees the real client address
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=[
+            h.strip() for h in settings.forwarded_allow_ips.split(",") if h.strip()])
     # appended, not add_middleware (which puts a layer outermost): inside the limits and CORS
     app.user_middleware.append(Middleware(input_guard.InputGuard, owner=app))  # NUL, bad UTF-8, repeated params
 

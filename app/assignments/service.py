@@ -322,6 +322,7 @@ def _hold_params(principal: Principal, r: AssignmentRequest, o: Option, settings
     prefs = {"accessible": r.accessible, "ev": r.ev, "radius_m": r.radius_m, "stay_minutes": r.stay_minutes}
     return {"id": uuid.uuid4(), "key_id": principal.key_id, "space_id": o.space_id,
             "facility_id": o.facility_id, "hold_s": float(settings.hold_seconds), "lat": r.lat,
+            "stale": float(settings.stale_after_s),
             "lon": r.lon, "dest_lat": r.dest_lat, "dest_lon": r.dest_lon,
             "preferences": orjson.dumps(prefs).decode()}
 

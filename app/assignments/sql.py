@@ -102,9 +102,16 @@ _HOLD_VALUES = """:id, :key_id, {space}, :facility_id, 'held',
     tstzrange(now(), now() + make_interval(secs => :hold_s)), :lat, :lon, :dest_lat, :dest_lon,
     CAST(:preferences AS jsonb), now() + make_interval(secs => :hold_s)"""
 
+# One hold (the route's path when the group writer could not start): like ``INSERT_SPACE_HOLDS``,
+# the row is inserted only if the space still reads free and fresh, and the exclusion
+# constraint drops it when another transaction holds the space.
 INSERT_SPACE_HOLD = text(f"""
 INSERT INTO assignments {_INSERT_COLUMNS}
-VALUES ({_HOLD_VALUES.format(space=':space_id')})
+SELECT {_HOLD_VALUES.format(space='s.id').replace(':facility_id', 's.facility_id')}
+FROM spaces s JOIN space_state st ON st.space_id = s.id
+WHERE s.id = :space_id
+  AND st.occupied IS FALSE
+  AND {fresh_sql('st')}
 ON CONFLICT DO NOTHING
 RETURNING id, expires_at
 """)

@@ -12,13 +12,17 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_PLATE_KEY = "citypark-development-plate-key"
+DEV_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/citypark"
+# passwords of the examples (deploy/docker-compose.yml, deploy/k8s, deploy/mosquitto) and the usual guesses
+EXAMPLE_PASSWORDS = frozenset({"change-me", "changeme", "citypark", "postgres", "password", "secret", "admin",
+                               "example", "test"})
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CITYPARK_", extra="ignore")
 
     # --- CONTRACT.md ---
-    database_url: str = "postgresql://postgres@127.0.0.1:5432/citypark"
+    database_url: str = DEV_DATABASE_URL
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     mqtt_topic_root: str = "parking"
     rate_limit: str = "120/minute"
@@ -27,6 +31,9 @@ class Settings(BaseSettings):
     env: str = "development"
     timezone: str = "Asia/Shanghai"
     cors_origins: list[str] = Field(default_factory=lambda: ["*"])
+    # proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For names the client, which the
+    # rate limit keys anonymous callers by; empty: the connection's own address ("*" is refused in production)
+    forwarded_allow_ips: str = ""
     max_body_bytes: int = 5 * 1024 * 1024
     # PUT /v1/operators/{op}/inventory: ~250 bytes a space, so 64 MiB is ~250,000 spaces; bigger files
     # go through `citypark import`, which streams them.
@@ -39,7 +46,14 @@ class Settings(BaseSettings):
     ingest_batch_size: int = 2000
     ingest_flush_ms: int = 100
     stale_after_s: int = 1800
+    # a crashed ingest worker (--workers > 1) is restarted after a growing delay with jitter;
+    # this many failures in a row (none after a stable run) make `citypark ingest` give up, exit 1
+    ingest_restart_backoff_s: float = Field(default=0.5, gt=0)
+    ingest_restart_backoff_max_s: float = Field(default=60.0, gt=0)
+    ingest_restart_max_failures: int = Field(default=8, ge=1)
+    ingest_restart_stable_s: float = Field(default=120.0, gt=0)
     max_clock_skew_s: int = 300
+    rejected_retention_days: int = Field(default=30, ge=1)  # rejected_messages older than this are deleted
     # matching
     hold_seconds: int = 600
     batch_window_ms: int = 200
@@ -69,6 +83,8 @@ class Settings(BaseSettings):
     # empty = anywhere); the default covers the demo district (铁东, Anshan) with a wide margin
     service_area: str = "122.80,40.95,123.25,41.30"
     max_holds_per_driver: int = Field(default=1, ge=1)  # active holds per driver key (a key's max_holds overrides)
+    # /readyz keeps its result this long (anonymous and unlimited: a flood costs one check a period)
+    readyz_cache_s: float = Field(default=1.0, ge=0, le=10)
     metrics_host: str = "127.0.0.1"  # where ingest workers serve Prometheus metrics (0.0.0.0: every interface)
     # --- more than one process (issue 13) ---
     # rate limits shared by every API process; Redis down → each process limits alone (logged, metered)
@@ -136,9 +152,9 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _real_plate_key_in_production(self) -> Settings:
-        if self.env == "production" and self.plate_key == DEV_PLATE_KEY:
-            raise ValueError("set CITYPARK_PLATE_KEY to a secret of your own in production")
+    def _nothing_of_development_in_production(self) -> Settings:
+        if self.env == "production" and (problems := production_problems(self)):
+            raise ValueError("CITYPARK_ENV=production refuses " + "; ".join(problems))
         return self
 
     @property
@@ -174,6 +190,28 @@ class Settings(BaseSettings):
     @property
     def database_name(self) -> str:
         return urlsplit(self.asyncpg_dsn).path.lstrip("/") or "postgres"
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """What a production deployment must not run with: ``*`` CORS origins, the development
+    plate key, the development database URL, and example or default passwords in any URL."""
+    problems = []
+    if "*" in settings.cors_origins:
+        problems.append('CITYPARK_CORS_ORIGINS ["*"]: list the origins of your apps, e.g. ["https://app.example.city"]')
+    if settings.plate_key == DEV_PLATE_KEY or settings.plate_key.lower().startswith("change-me"):
+        problems.append("the development CITYPARK_PLATE_KEY: set CITYPARK_PLATE_KEY to a secret of your own")
+    if settings.forwarded_allow_ips.strip() == "*":
+        problems.append('CITYPARK_FORWARDED_ALLOW_IPS "*": any client could name its own address; list your proxies')
+    if settings.database_url == DEV_DATABASE_URL:
+        problems.append("the development CITYPARK_DATABASE_URL (postgres without a password on 127.0.0.1)")
+    urls = {"CITYPARK_DATABASE_URL": settings.database_url, "CITYPARK_DATABASE_READ_URL": settings.database_read_url,
+            "CITYPARK_DATABASE_DIRECT_URL": settings.database_direct_url, "CITYPARK_MQTT_URL": settings.mqtt_url,
+            "CITYPARK_LORAWAN_MQTT_URL": settings.lorawan_mqtt_url}
+    for name, url in urls.items():
+        password = urlsplit(url).password if url else None
+        if password is not None and password.lower() in EXAMPLE_PASSWORDS:
+            problems.append(f"{name} with the example password {password!r}: set a real one")
+    return problems
 
 
 Bbox = tuple[float, float, float, float]

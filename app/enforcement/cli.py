@@ -38,29 +38,32 @@ def enforce(
     """Detect overstays and no-parking violations continuously from the sensor history."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     sweep = Sweep(lookback=timedelta(seconds=lookback), catch_up=timedelta(hours=catch_up_hours))
-    asyncio.run(run(get_settings(), sweep, interval=interval, once=once))
+    if not asyncio.run(run(get_settings(), sweep, interval=interval, once=once)):
+        raise typer.Exit(1)  # --once and the pass failed (said in the log line above)
 
 
 async def run(settings: Settings, sweep: Sweep, *, interval: float, once: bool = False,
-              stop: asyncio.Event | None = None) -> None:
-    """Passes until ``stop`` is set (SIGINT/SIGTERM set it when run from the command line)."""
+              stop: asyncio.Event | None = None) -> bool:
+    """Passes until ``stop`` is set (SIGINT/SIGTERM set it when run from the command line);
+    False when ``once`` and the one pass failed."""
     stop = stop or _stop_on_signals()
     engine = create_engine(settings, pool_size=1)
     sessions = create_sessionmaker(engine)
     backoff = interval
     try:
         while not stop.is_set():
-            ok = await _pass(sessions, sweep, settings)
+            ok = await _pass(sessions, sweep, settings, retry=not once)
             if once:
-                return
+                return ok
             backoff = interval if ok else min(MAX_BACKOFF_S, backoff * 2)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=backoff)
     finally:
         await engine.dispose()
+    return True
 
 
-async def _pass(sessions: object, sweep: Sweep, settings: Settings) -> bool:
+async def _pass(sessions: object, sweep: Sweep, settings: Settings, *, retry: bool = True) -> bool:
     saved = copy.deepcopy(sweep)
     started = time.monotonic()
     try:
@@ -69,7 +72,7 @@ async def _pass(sessions: object, sweep: Sweep, settings: Settings) -> bool:
             summary = tuple((await session.execute(text(SUMMARY_SQL))).one())
     except Exception as exc:  # keep running: the next pass retries from the restored state
         sweep.__dict__.update(saved.__dict__)
-        log.warning("pass failed, will retry: %s: %s", type(exc).__name__, exc)
+        log.warning("pass failed%s: %s: %s", ", will retry" if retry else "", type(exc).__name__, exc)
         return False
     if result.spaces:
         # at info only when the violations changed (new, ended or removed): a quiet terminal otherwise

@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import asyncpg
@@ -186,3 +186,16 @@ async def push_count(session: AsyncSession, *, settings: Settings, operator_id: 
 async def record_rejection(session: AsyncSession, rejection: Rejection) -> None:
     """Store one rejection (e.g. of an HTTP push) in the session's transaction."""
     await sql.insert_rejections(await driver_connection(session), [_stored(rejection)])
+
+
+async def purge_rejections(conn: asyncpg.Connection, *, retention_days: int, now: datetime | None = None,
+                           chunk: int = 10_000) -> int:
+    """Delete rejected messages received more than ``retention_days`` ago (``CITYPARK_REJECTED_
+    RETENTION_DAYS``), ``chunk`` rows a statement; returns how many. Run outside a transaction."""
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
+    deleted = 0
+    while True:
+        n = sql._rowcount(await conn.execute(sql.PURGE_REJECTIONS, cutoff, chunk))
+        deleted += n
+        if n < chunk:
+            return deleted

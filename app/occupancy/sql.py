@@ -106,6 +106,13 @@ ON CONFLICT (facility_id) DO UPDATE SET
 WHERE f.observed_at IS NULL OR excluded.observed_at > f.observed_at
 """
 
+# Retention of rejected messages: oldest first, a bounded number of rows a statement, so a
+# large backlog never holds one long transaction (the index on received_at serves both parts).
+PURGE_REJECTIONS = """
+DELETE FROM rejected_messages WHERE id IN (
+    SELECT id FROM rejected_messages WHERE received_at < $1 ORDER BY received_at LIMIT $2)
+"""
+
 INSERT_REJECTIONS = """
 INSERT INTO rejected_messages (topic, payload, reason, source)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])

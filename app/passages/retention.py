@@ -1,6 +1,8 @@
-"""Plate retention run by the service itself: every API process clears plate hashes older than
-``CITYPARK_PLATE_RETENTION_DAYS`` at start and then hourly (the ingest writers do the same),
-so no deployment keeps them longer by forgetting a cron job. Idempotent; concurrent runs are harmless."""
+"""Retention run by the service itself: every API process, at start and then hourly, clears plate
+hashes older than ``CITYPARK_PLATE_RETENTION_DAYS`` (the ingest writers do the same) and deletes
+rejected messages older than ``CITYPARK_REJECTED_RETENTION_DAYS``, so no deployment keeps them
+longer, or lets ``rejected_messages`` grow without bound, by forgetting a cron job. Idempotent;
+concurrent runs are harmless."""
 
 from __future__ import annotations
 
@@ -10,24 +12,29 @@ import logging
 from typing import Any
 
 from app.core.db import raw_connection
+from app.occupancy import service as occupancy
 from app.passages import service
 
 EVERY_S = 3600.0
 log = logging.getLogger(__name__)
 
 
-async def run_once(settings: Any) -> int:
+async def run_once(settings: Any) -> tuple[int, int]:
+    """(plate hashes cleared, rejected messages deleted)."""
     async with raw_connection(settings) as conn:
-        return await service.purge_plates(conn, retention_days=settings.plate_retention_days)
+        plates = await service.purge_plates(conn, retention_days=settings.plate_retention_days)
+        rejected = await occupancy.purge_rejections(conn, retention_days=settings.rejected_retention_days)
+    return plates, rejected
 
 
 async def _forever(settings: Any) -> None:
     while True:
         try:
-            if cleared := await run_once(settings):
-                log.info("plate retention: cleared %s plate hashes", cleared)
+            plates, rejected = await run_once(settings)
+            if plates or rejected:
+                log.info("retention: cleared %s plate hashes, deleted %s rejected messages", plates, rejected)
         except Exception as exc:  # the database may be away: try again next round
-            log.warning("plate retention failed: %s", exc)
+            log.warning("retention failed: %s", exc)
         await asyncio.sleep(EVERY_S)  # the retention period, not a wait for a result
 
 

@@ -153,3 +153,36 @@ async def test_body_size_limit(limited) -> None:  # type: ignore[no-untyped-def]
 async def test_rate_limit_zero_turns_it_off(client) -> None:  # type: ignore[no-untyped-def]
     statuses = {(await client.get("/v1/facilities", params={"limit": 1})).status_code for _ in range(30)}
     assert statuses == {200}
+
+
+@pytest.mark.parametrize("path", ["/v1/facilities", "/ngsi-ld/v1/types", "/datex2/v3/parking-status"])
+async def test_random_bearer_tokens_escape_no_limit_on_any_api(fresh_db, path: str) -> None:  # type: ignore[no-untyped-def]
+    """Issue 13 item 9, as reported: 5 requests, a new random bearer token each, under 2/minute."""
+    settings: Settings = await fresh_db(rate_limit="2/minute")
+    async with app_client(settings) as client:
+        tokens = [("cpk_" if i % 2 else "") + secrets.token_urlsafe(32) for i in range(5)]  # key-shaped or not
+        responses = [await client.get(path, headers={"Authorization": f"Bearer {t}"}) for t in tokens]
+        assert [r.status_code == 429 for r in responses] == [False, False, True, True, True], path
+        assert responses[2].json()["error"] == "rate_limited"
+        assert responses[2].json()["detail"]
+        if path.startswith("/ngsi-ld/"):  # a ProblemDetails there as well
+            assert responses[2].json()["status"] == 429
+        assert (await client.get("/readyz")).status_code in {200, 503}  # operations stay unlimited
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit(fresh_db) -> None:  # type: ignore[no-untyped-def]
+    settings: Settings = await fresh_db(rate_limit="2/minute", forwarded_allow_ips="127.0.0.1")  # httpx's client
+    async with app_client(settings) as client:
+        one = [(await client.get("/v1/facilities", headers={"X-Forwarded-For": "203.0.113.5"})).status_code
+               for _ in range(3)]
+        other = await client.get("/v1/facilities", headers={"X-Forwarded-For": "198.51.100.7, 127.0.0.1"})
+    assert one == [200, 200, 429]
+    assert other.status_code == 200  # another client behind the same proxy
+
+
+async def test_forwarded_addresses_are_ignored_unless_the_proxy_is_trusted(fresh_db) -> None:  # type: ignore[no-untyped-def]
+    settings: Settings = await fresh_db(rate_limit="2/minute")
+    async with app_client(settings) as client:
+        statuses = [(await client.get("/v1/facilities", headers={"X-Forwarded-For": f"203.0.113.{i}"})).status_code
+                    for i in range(3)]
+    assert statuses == [200, 200, 429]  # a client cannot name a new address per request

@@ -85,3 +85,33 @@ positions = st.fixed_dictionaries({}, optional={"lat": coordinate, "lon": coordi
                                                 "accessible": st.one_of(st.booleans(), numbers, control_text),
                                                 "dest_lat": coordinate, "dest_lon": coordinate,
                                                 "radius_m": numbers, "stay_minutes": numbers})
+
+
+# --- query strings of the hot routes: every kind of digit, escape and repetition ---------------
+DIGITS = ["²", "³", "¹", "٣", "۴", "१", "১", "１２", "⑤", "Ⅻ", "𝟗", "٫", "−1", "1" * 5000, "9" * 400, "0" * 30 + "5",
+          "1e309", "-1e309", "4.1e1", "0x29", "41\u00001", "%00", "%C2%B2", "%D9%A3", "%FF", "%", "%%", "%2", "41%2E1"]
+query_names = st.sampled_from(["lat", "lon", "limit", "radius_m", "accessible", "ev", "format", "kind", "q",
+                               "LAT", "lat[]", "", "dest_lat", "x"])
+query_values = st.one_of(st.sampled_from(DIGITS + NUMBER_TEXT + ["41.1068", "122.9952", "true", "false", "geojson",
+                                                                 "fiware", "lot", "kml"]),
+                         control_text, st.integers().map(str), st.floats().map(str))
+
+
+def _query_string(pairs: list[tuple[str, str]], separators: list[str]) -> str:
+    return "".join(f"{sep if i else ''}{k}={v}" for i, ((k, v), sep) in enumerate(zip(pairs, separators, strict=False)))
+
+
+query_strings = st.builds(
+    _query_string, st.lists(st.tuples(query_names, query_values), max_size=8),
+    st.lists(st.sampled_from(["&", "&", "&", ";", "&&"]), min_size=8, max_size=8))
+content_types = st.one_of(st.sampled_from([
+    "application/json", "application/json; charset=utf-8", "APPLICATION/JSON", "application/geo+json",
+    "application/ld+json", "text/plain", "text/json", "application/x-www-form-urlencoded", "multipart/form-data",
+    "", ";", "application/json;;", "application/jsonx"]), control_text)
+raw_bodies = st.one_of(
+    st.binary(max_size=200),
+    st.builds(lambda b: b.encode("utf-8", "surrogatepass"), control_text),
+    st.builds(lambda v: __import__("json").dumps(v, ensure_ascii=False).encode("utf-8", "surrogatepass"), json_values),
+    st.sampled_from([b"", b"null", b"{}", b"[]", b'{"lat": 1e999, "lon": 1}', b'{"lat": 41.1, "lon": 122.99, "lat": 2}',
+                     b'{"lat": NaN, "lon": 1}', b"\xef\xbb\xbf{}", b'{"lat": 41.1, "lon": 122.99}' + b" " * 10]),
+)

@@ -113,3 +113,22 @@ def test_raw_bodies_and_paths(client: TestClient, target: Any) -> None:
         check(client.get("/v1/facilities", params={"q": fid}))
 
     run()
+
+
+def test_hot_routes_over_http(client: TestClient, target: Any) -> None:
+    """The three hot routes with raw query strings, bodies and content types, as a client sends
+    them (the input guard, the limits and the handler in front): never a 5xx, always the error body."""
+
+    @EXAMPLES
+    @given(query=hostile.query_strings, body=hostile.raw_bodies, content_type=hostile.content_types,
+           chunked=st.booleans())
+    def run(query: str, body: bytes, content_type: str, chunked: bool) -> None:
+        raw_query = quote(query, safe="=&;%")  # the client's own escapes (%C2%B2, %00, a lone %) stay as sent
+        check(client.get(f"/v1/spaces/free?{raw_query}"))
+        check(client.get(f"/v1/facilities?{raw_query}"))
+        kind = content_type.encode("utf-8", "replace").replace(b"\r", b"").replace(b"\n", b"")  # bytes, as on the wire
+        headers: Any = {**target[1]["driver"], "Content-Type": kind}
+        content: Any = iter([body[:7], body[7:]]) if chunked else body  # a generator: sent chunked
+        check(client.post("/v1/assignments", content=content, headers=headers))
+
+    run()

@@ -25,4 +25,5 @@ def test_bad_lorawan_url_is_refused() -> None:
 def test_production_needs_its_own_plate_key() -> None:
     with pytest.raises(ValidationError, match="PLATE_KEY"):
         Settings(env="production")
-    assert Settings(env="production", plate_key="s3cret-of-the-city").plate_retention_days == 30
+    assert Settings(env="production", plate_key="s3cret-of-the-city", cors_origins=["https://app.example.city"],
+                    database_url="postgresql://citypark:Kq7-x@db:5432/citypark").plate_retention_days == 30

@@ -143,6 +143,10 @@ class Notifier:
                 if not self.ready.is_set():
                     log.info("ready: %d subscriptions, %d entities primed", len(self.subs), len(self.last))
                 self.ready.set()
+            except (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError) as exc:
+                log.warning("notifier pass failed, database unreachable (retrying): %s: %s",
+                            type(exc).__name__, exc)  # one line a pass: an outage is not a bug
+                await asyncio.sleep(1.0)
             except Exception:  # a bad pass must not end the loop
                 log.exception("notifier pass failed")
                 await asyncio.sleep(1.0)
