@@ -9,9 +9,11 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from app.core.settings import Settings
 from tests.conftest import ROOT
 from tests.ingest.harness import free_port
 
@@ -56,8 +58,11 @@ def test_every_command_with_the_database_down_is_one_line(files: dict[str, Path]
         assert "cannot reach PostgreSQL" in said[0] or "Connect call failed" in said[0], (args, said)
 
 
-def test_a_feature_whose_properties_are_not_an_object_is_one_line_naming_it(files: dict[str, Path]) -> None:
-    result = citypark("import", str(files["bad"]), "--operator", "tiedong-city", env={})
+async def test_a_feature_whose_properties_are_not_an_object_is_one_line_naming_it(
+        files: dict[str, Path], fresh_db: Any) -> None:
+    settings: Settings = await fresh_db()  # a migrated database: the feature, not the database, is what fails
+    result = citypark("import", str(files["bad"]), "--operator", "tiedong-city",
+                      env={"CITYPARK_DATABASE_URL": settings.database_url})
     said = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
     assert result.returncode != 0
     assert said == ["error: invalid_input: feature 'zq-lot-1': properties must be an object"]
