@@ -179,31 +179,29 @@ async def upsert_space_state(conn: asyncpg.Connection, events: Sequence[Ranked],
     inserts, changed, late = [], [], []
     for space_id in sorted(spaces):
         evs = spaces[space_id]
-        newest, at_ = evs[-1]
-        first = len(evs) - 1  # the batch's trailing spell: evs[first:] share newest's value
-        while first > 0 and evs[first - 1][0].occupied == newest.occupied:
-            first -= 1
-        start = evs[first][1]
         prev = old.get(space_id)
         if prev is None:
-            inserts.append((space_id, newest.occupied, start, at_, newest.seq, at_, newest.source))
+            newest, at_ = evs[-1]
+            inserts.append((space_id, newest.occupied, evs[_run_start(evs)][1], at_, newest.seq, at_,
+                            newest.source))
             changed.append(space_id)
             continue
         prev_key = None if prev["observed_at"] is None else (prev["observed_at"], _seq(prev["seq"]))
-        if prev_key is None or (at_, _seq(newest.seq)) > prev_key:
+        n_older = 0 if prev_key is None else sum(1 for e, key in evs if (key, _seq(e.seq)) <= prev_key)
+        older, newer = evs[:n_older], evs[n_older:]
+        if newer:
+            newest, at_ = newer[-1]
+            first = _run_start(newer)
             # The old spell goes on only if nothing of the other value came after it.
-            goes_on = (prev_key is not None and prev["occupied"] == newest.occupied
-                       and prev["since"] is not None
-                       and (first == 0 or (evs[first - 1][1], _seq(evs[first - 1][0].seq)) <= prev_key))
-            rows[space_id] = [space_id, newest.occupied, prev["since"] if goes_on else start, at_, newest.seq,
-                              at_, newest.source]
+            goes_on = first == 0 and prev["occupied"] == newest.occupied and prev["since"] is not None
+            rows[space_id] = [space_id, newest.occupied, prev["since"] if goes_on else newer[first][1], at_,
+                              newest.seq, at_, newest.source]
             if prev["occupied"] is not newest.occupied:
                 changed.append(space_id)
-        if prev_key is not None and evs[0][1] < prev["observed_at"]:
-            row = rows.get(space_id) or [space_id, prev["occupied"], prev["since"], prev["observed_at"],
-                                         prev["seq"], prev["observed_at"], prev["source"]]
-            if row[1] is not None:
-                late.append((row, min(evs[0][1], prev["since"] or prev["observed_at"])))
+        row = rows.get(space_id) or [space_id, prev["occupied"], prev["since"], prev["observed_at"],
+                                     prev["seq"], prev["observed_at"], prev["source"]]
+        if older and row[1] is not None and _may_move_since(older, row[1], row[2]):
+            late.append((row, min(older[0][1], prev["since"] or prev["observed_at"])))
     if late:
         await _fix_spells(conn, late, rows)
     if rows:
@@ -232,6 +230,22 @@ async def _fix_spells(conn: asyncpg.Connection, late: list[tuple[list[Any], date
         if since is not None and since != row[2]:
             row[2] = since
             rows[row[0]] = row
+
+
+def _run_start(evs: Sequence[Ranked]) -> int:
+    """Index of the first event of the trailing run that shares the last event's value."""
+    first = len(evs) - 1
+    while first > 0 and evs[first - 1][0].occupied == evs[-1][0].occupied:
+        first -= 1
+    return first
+
+
+def _may_move_since(older: Sequence[Ranked], occupied: bool, since: datetime | None) -> bool:
+    """Whether late readings can move the spell's start: one of the spell's value before it
+    (may extend it back) or of the other value inside it (splits it). Others change nothing."""
+    if since is None:
+        return True
+    return any((e.occupied == occupied) == (key < since) for e, key in older)
 
 
 def _seq(seq: int | None) -> int:
