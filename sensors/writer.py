@@ -187,7 +187,9 @@ class BatchWriter:
                 return result
 
         try:
-            return await self._with_db(write, what="write a batch")
+            result = await self._with_db(write, what="write a batch")
+            self.inputs.committed()
+            return result
         except asyncpg.PostgresError as exc:  # the data, not the database: isolate the culprit
             log.error("batch failed (%s); writing its events one by one", exc)
         await self._commit_one_by_one(prepared)
@@ -206,6 +208,7 @@ class BatchWriter:
         await write([], prepared.rejections)
         try:
             await self._with_db(lambda conn: self._commit_extra(conn, prepared.extra), what="write reports")
+            self.inputs.committed()
         except asyncpg.PostgresError as exc:
             log.error("reports and passages of a batch failed (%s); not written", exc)
 
