@@ -34,6 +34,7 @@ import asyncpg
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import Conflict
 from app.core.settings import Settings
 from app.occupancy import sql
 from app.occupancy.messages import (
@@ -69,7 +70,7 @@ class BatchResult:
 async def write_batch(conn: asyncpg.Connection, events: Sequence[Event], *,
                       rejections: Sequence[Rejection] = (), notify: bool = True,
                       origins: Mapping[Event, tuple[str, bytes | str]] | None = None,
-                      received_at: datetime | None = None) -> BatchResult:
+                      received_at: datetime | None = None, record_conflicts: bool = True) -> BatchResult:
     """Write a batch (history, state, sensors, counts, rejections) in the caller's transaction.
 
     Idempotent: writing the same events again changes nothing. An occupancy event whose identity
@@ -104,12 +105,12 @@ async def write_batch(conn: asyncpg.Connection, events: Sequence[Event], *,
     await sql.update_sensors(conn, [*[(e, at) for e, at in ranked if e.battery_v is not None],
                                     *[(b, min(b.observed_at, now)) for b in beats]])
     n_counts = await sql.write_counts(conn, counts)
-    refused = [_conflict(e, why, origins) for e, why in conflicts]
+    refused = [_conflict(e, why, origins) for e, why in conflicts] if record_conflicts else []
     await sql.insert_rejections(conn, [_stored(r) for r in [*rejections, *refused]])
     if notify and changed:
         await conn.execute("SELECT pg_notify($1, c) FROM unnest($2::text[]) AS c",
                            NOTIFY_CHANNEL, _notify_chunks(changed))
-    return BatchResult(len(new), n_counts, len(rejections) + len(refused), changed, len(refused))
+    return BatchResult(len(new), n_counts, len(rejections) + len(refused), changed, len(conflicts))
 
 
 def _dedupe(items: list[Any], key: Any) -> list[Any]:
@@ -183,8 +184,9 @@ async def push(session: AsyncSession, *, settings: Settings, operator_id: str,
     """Validate and write one pushed message (the operator HTTP endpoints; the caller commits).
 
     ``body`` is the parsed JSON (or raw bytes). Raises ``NotFound`` (unknown sensor or facility),
-    ``Forbidden`` (another operator's) or ``InvalidInput`` (kind = the reason code) when the
-    message is rejected; :func:`record_rejection` stores such a rejection if wanted.
+    ``Forbidden`` (another operator's), ``InvalidInput`` (kind = the reason code) when the
+    message is rejected, or ``Conflict`` (kind ``conflicting_duplicate``) when an event with its
+    identity and another payload is stored; :func:`record_rejection` stores such a rejection if wanted.
     """
     payload = body if isinstance(body, bytes) else orjson.dumps(body)
     topic = "/".join((settings.mqtt_topic_root, operator_id, target, target_id, kind))
@@ -197,7 +199,10 @@ async def push(session: AsyncSession, *, settings: Settings, operator_id: str,
                          max_clock_skew_s=settings.max_clock_skew_s, source="http")
     except Rejected as rej:
         raise rej.as_domain_error() from None
-    await write_batch(conn, [event])
+    result = await write_batch(conn, [event], record_conflicts=False)
+    if result.conflicts:  # stored by the caller as the rejection of this push (409)
+        raise Conflict(f"an event of {target_id} with this observed_at and seq and another payload is stored",
+                       kind=CONFLICTING_DUPLICATE)
     return event
 
 

@@ -148,3 +148,19 @@ async def test_end_to_end_conflict_and_future_stamp(fresh_db: Any, broker: Any, 
     finally:
         await conn.close()
     assert ingest.stop() == 0
+
+
+async def test_an_http_push_of_a_conflicting_reading_is_refused_409_and_recorded(
+        client: Any, make_key: Any, db: AsyncSession) -> None:
+    headers = await make_key("operator", "tiedong-city")
+    url = "/v1/operators/tiedong-city/sensors/bay-000001/occupancy"
+    at = (R - timedelta(minutes=3)).isoformat()
+    assert (await client.post(url, json={"occupied": True, "observed_at": at}, headers=headers)).status_code == 202
+    assert (await client.post(url, json={"occupied": True, "observed_at": at}, headers=headers)).status_code == 202
+    refused = await client.post(url, json={"occupied": False, "observed_at": at}, headers=headers)
+    assert refused.status_code == 409
+    assert refused.json()["error"] == "conflicting_duplicate"
+    conn = await occ.driver_connection(db)
+    rows = await conflicts(conn)
+    assert [(r["topic"].endswith("/sensors/bay-000001/occupancy"), json.loads(r["payload"])["occupied"])
+            for r in rows] == [(True, False)]
