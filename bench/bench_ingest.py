@@ -180,8 +180,10 @@ def bare_subscriber(port: int, n: int, ready: mp.Event, go: mp.Event, out: mp.Qu
         state["n"] += 1
         if state["n"] == 1:
             state["first"] = time.time()
+            state["cpu0"] = time.process_time()
         if state["n"] >= n:
             state["last"] = time.time()
+            state["cpu1"] = time.process_time()
 
     client_id = f"bench-bare-{secrets.token_hex(3)}"
     c = client(port, client_id, persistent=True)
@@ -202,11 +204,11 @@ def bare_subscriber(port: int, n: int, ready: mp.Event, go: mp.Event, out: mp.Qu
         time.sleep(0.01)
     c.disconnect()
     c.loop_stop()
-    out.put((state["first"], state["last"], psutil.Process().memory_info().rss))
+    out.put((state["first"], state["last"], psutil.Process().memory_info().rss, state["cpu1"] - state["cpu0"]))
 
 
 def run_bare(port: int, sensors: list[tuple[str, str]], n: int, backlog: bool,
-             publish: object = None) -> tuple[float, float]:
+             publish: object = None, cpu_out: dict[str, float] | None = None) -> tuple[float, float]:
     ctx = mp.get_context("spawn")
     ready, go, out, started = ctx.Event(), ctx.Event(), ctx.Queue(), ctx.Value("d", 0.0)
     sub = ctx.Process(target=bare_subscriber, args=(port, n, ready, go, out, backlog))
@@ -217,9 +219,11 @@ def run_bare(port: int, sensors: list[tuple[str, str]], n: int, backlog: bool,
     if backlog:
         pub.join()
         go.set()
-    first, last, _rss = out.get(timeout=900)
+    first, last, _rss, cpu = out.get(timeout=900)
     pub.join()
     sub.join()
+    if cpu_out is not None:
+        cpu_out["client"] = cpu
     return (first if backlog else started.value), last
 
 
@@ -237,8 +241,13 @@ def metric_sum(ports: list[int], name: str) -> float | None:
 
 
 def run_ingest(port: int, settings: Settings, sensors: list[tuple[str, str]], n: int, workers: int,
-               log: Path, backlog: bool, publish: object = None) -> tuple[float, float, int]:
-    """``publish``: the publisher process's target (default :func:`publisher`, citypark JSON)."""
+               log: Path, backlog: bool, publish: object = None,
+               cpu_out: dict[str, float] | None = None) -> tuple[float, float, int]:
+    """``publish``: the publisher process's target (default :func:`publisher`, citypark JSON).
+
+    ``cpu_out`` gets the CPU seconds the ingest processes (``client``) and their PostgreSQL
+    backends (``database``) spent from the (re)connection to the last commit: unlike rates,
+    CPU per event barely depends on what else the machine runs."""
     metrics_port = free_port()
     while any(_busy(metrics_port + i) for i in range(workers)):
         metrics_port = free_port()
@@ -265,12 +274,16 @@ def run_ingest(port: int, settings: Settings, sensors: list[tuple[str, str]], n:
             started.value = _log_time(log.read_text()[mark:], "connected as")
         peak = 0
         tree = psutil.Process(proc.pid)
+        cpu0 = _cpu(tree), _db_cpu(settings)
         while progress(ports, settings) < n:
             peak = max(peak, _rss(tree, workers))
             if proc.poll() is not None:
                 raise RuntimeError(f"ingest exited: {log.read_text()[-2000:]}")
             time.sleep(0.1)  # sampling interval of the progress/RSS probe
         last = time.time()
+        if cpu_out is not None:
+            cpu_out["client"] = _cpu(tree) - cpu0[0]
+            cpu_out["database"] = sum(t - cpu0[1].get(pid, 0.0) for pid, t in _db_cpu(settings).items())
         batches = metric_sum(ports, "citypark_ingest_batch_size_count") or 0
         busy = metric_sum(ports, "citypark_ingest_batch_seconds_sum") or 0
         print(f"    {batches:.0f} batches, mean {n / max(batches, 1):.0f} events, "
@@ -308,6 +321,38 @@ def committed(settings: Settings) -> int:
             await conn.close()
 
     return asyncio.run(count())
+
+
+def _cpu(tree: psutil.Process) -> float:
+    """User + system CPU seconds of a process and all its descendants."""
+    total = 0.0
+    for p in [tree, *tree.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def _db_cpu(settings: Settings) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend connected to the bench database (same machine)."""
+    async def pids() -> list[int]:
+        conn = await asyncpg.connect(settings.asyncpg_dsn)
+        try:
+            return [r[0] for r in await conn.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
+        finally:
+            await conn.close()
+
+    out = {}
+    for pid in asyncio.run(pids()):
+        try:
+            t = psutil.Process(pid).cpu_times()
+            out[pid] = t.user + t.system
+        except psutil.Error:
+            pass
+    return out
 
 
 def _busy(port: int) -> bool:
@@ -399,15 +444,18 @@ def main() -> None:
             else:
                 used, distinct, publish = sensors, n, publisher
                 print(f"[inorder] {len(used)} sensors round-robin, {n} distinct events in order", flush=True)
-            t0, t1 = run_bare(port, used, n, not args.live, publish)
+            bare_cpu: dict[str, float] = {}
+            t0, t1 = run_bare(port, used, n, not args.live, publish, bare_cpu)
             bare = n / (t1 - t0)
-            print(f"(a) bare paho subscriber:  {bare:9,.0f} events/s  ({t1 - t0:.2f} s)", flush=True)
+            print(f"(a) bare paho subscriber:  {bare:9,.0f} events/s  ({t1 - t0:.2f} s)  "
+                  f"CPU {bare_cpu['client'] / n * 1e6:.0f} µs/event", flush=True)
             for workers in args.workers:
                 settings = asyncio.run(copy_database(
                     template, f"citypark_bench_{os.getpid()}_{scenario}_{workers}"))
                 made.append(settings)
+                cpu: dict[str, float] = {}
                 t0, t1, peak = run_ingest(port, settings, used, n, workers,
-                                          workdir / f"ingest-{scenario}-{workers}.log", not args.live, publish)
+                                          workdir / f"ingest-{scenario}-{workers}.log", not args.live, publish, cpu)
                 rate = n / (t1 - t0)
                 rows, unique = asyncio.run(history_check(settings))
                 ok = "ok" if rows == unique == distinct else f"EXPECTED {distinct}"
@@ -415,6 +463,9 @@ def main() -> None:
                       f"{rate:9,.0f} events/s  ({t1 - t0:.2f} s)  ratio (b)/(a) = {rate / bare:.2f}  "
                       f"peak RSS per worker = {peak / 2**20:.0f} MiB  history: {rows} rows, {unique} distinct "
                       f"({ok})", flush=True)
+                print(f"    CPU per event: ingest {cpu['client'] / n * 1e6:.0f} µs + PostgreSQL "
+                      f"{cpu['database'] / n * 1e6:.0f} µs; CPU ratio bare/ingest = "
+                      f"{bare_cpu['client'] / max(cpu['client'], 1e-9):.2f}", flush=True)
         print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     finally:
         broker.send_signal(signal.SIGTERM)
