@@ -16,7 +16,9 @@ publisher's speed bounds both). Measured:
     counters, which move after commit, polled every 0.1 s),
 
 then prints events/s of both, the ratio (b)/(a), the workers' peak RSS and a check that
-history holds every event exactly once.
+history holds every event exactly once, and the CPU seconds per event of (a), of (b)'s processes
+and of (b)'s PostgreSQL backends: on a shared, loaded machine the rates swing with the load,
+CPU per event much less.
 
 Scenarios (``--scenario``, default both, each with its own bare-paho baseline in the same run):
 
