@@ -87,12 +87,13 @@ async def write_batch(conn: asyncpg.Connection, events: Sequence[Event], *,
     occ, conflicts = _dedupe_occupancy([e for e in events if isinstance(e, Occupancy)])
     counts = _dedupe([e for e in events if isinstance(e, Count)], lambda e: (e.facility_id, e.observed_at))
     beats = [e for e in events if isinstance(e, Heartbeat)]
-    new = await sql.insert_history(conn, occ, now)
-    ranked: list[sql.Ranked] = []
-    stored = [e for e in occ if sql.identity(e) not in new]
-    for e in occ:
-        if sql.identity(e) in new:
-            ranked.append((e, min(e.observed_at, now)))
+    new = await sql.insert_history(conn, occ, now)  # None: all of them were new
+    if new is None:
+        ranked: list[sql.Ranked] = [(e, min(e.observed_at, now)) for e in occ]
+        stored: list[Occupancy] = []
+    else:
+        ranked = [(e, min(e.observed_at, now)) for e in occ if sql.identity(e) in new]
+        stored = [e for e in occ if sql.identity(e) not in new]
     for e, twin in zip(stored, await sql.stored_events(conn, stored), strict=True):
         if twin is not None and (twin["occupied"], twin["battery_v"]) != (e.occupied, e.battery_v):
             conflicts.append((e, f"the stored {_payload(twin['occupied'], twin['battery_v'])}"))
@@ -110,7 +111,8 @@ async def write_batch(conn: asyncpg.Connection, events: Sequence[Event], *,
     if notify and changed:
         await conn.execute("SELECT pg_notify($1, c) FROM unnest($2::text[]) AS c",
                            NOTIFY_CHANNEL, _notify_chunks(changed))
-    return BatchResult(len(new), n_counts, len(rejections) + len(refused), changed, len(conflicts))
+    inserted = len(occ) if new is None else len(new)
+    return BatchResult(inserted, n_counts, len(rejections) + len(refused), changed, len(conflicts))
 
 
 def _dedupe(items: list[Any], key: Any) -> list[Any]:

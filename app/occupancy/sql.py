@@ -140,13 +140,15 @@ def identity(e: Occupancy) -> tuple[str, datetime, int | None]:
 
 
 async def insert_history(conn: asyncpg.Connection, events: Sequence[Occupancy], received_at: datetime,
-                         ) -> set[tuple[str, datetime, int | None]]:
-    """Append occupancy events (sorted by identity); returns the identities that were new."""
+                         ) -> set[tuple[str, datetime, int | None]] | None:
+    """Append occupancy events (sorted by identity); returns the identities that were new, or
+    None when all were (the common case, without building the set)."""
     if not events:
-        return set()
+        return None
     rows = sorted(((e.sensor_id, e.observed_at, e.seq, e.space_id, e.occupied, e.battery_v, e.source)
                    for e in events), key=lambda r: (r[0], r[1], -1 if r[2] is None else r[2]))
-    return {(r[0], r[1], r[2]) for r in await conn.fetch(INSERT_HISTORY, *_columns(rows, 7), received_at)}
+    new = await conn.fetch(INSERT_HISTORY, *_columns(rows, 7), received_at)
+    return None if len(new) == len(rows) else {(r[0], r[1], r[2]) for r in new}
 
 
 async def stored_events(conn: asyncpg.Connection, events: Sequence[Occupancy]) -> list[asyncpg.Record | None]:
@@ -187,7 +189,9 @@ async def upsert_space_state(conn: asyncpg.Connection, events: Sequence[Ranked],
             changed.append(space_id)
             continue
         prev_key = None if prev["observed_at"] is None else (prev["observed_at"], _seq(prev["seq"]))
-        n_older = 0 if prev_key is None else sum(1 for e, key in evs if (key, _seq(e.seq)) <= prev_key)
+        n_older = 0
+        if prev_key is not None and (evs[0][1], _seq(evs[0][0].seq)) <= prev_key:  # some are late
+            n_older = sum(1 for e, key in evs if (key, _seq(e.seq)) <= prev_key)
         older, newer = evs[:n_older], evs[n_older:]
         if newer:
             newest, at_ = newer[-1]
