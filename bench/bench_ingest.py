@@ -1,6 +1,6 @@
 """Ingest benchmark: a bare paho subscriber vs `citypark ingest` on the same broker and stream.
 
-    .venv/bin/python bench/bench_ingest.py [--events 200000] [--workers 1 2]
+    .venv/bin/python bench/bench_ingest.py [--events 200000] [--workers 1 2] [--scenario inorder storm]
 
 Starts a private Mosquitto (deploy/mosquitto/mosquitto.local.conf's limits) on a free port and
 a seeded scratch database on the local PostgreSQL (the demo district plus ``--spaces``
@@ -16,16 +16,29 @@ publisher's speed bounds both). Measured:
     counters, which move after commit, polled every 0.1 s),
 
 then prints events/s of both, the ratio (b)/(a), the workers' peak RSS and a check that
-history holds every event exactly once.
+history holds every event exactly once, and the CPU seconds per event of (a), of (b)'s processes
+and of (b)'s PostgreSQL backends: on a shared, loaded machine the rates swing with the load,
+CPU per event much less.
+
+Scenarios (``--scenario``, default both, each with its own bare-paho baseline in the same run):
+
+- ``inorder``: ``--events`` distinct events visiting every sensor round-robin, in time order,
+  each delivered once (a calm city).
+- ``storm``: ``--storm-sensors`` (5,000) sensors each sending many events, the whole stream
+  shuffled (out of order) with ``--storm-duplicates`` (5 %) of it redelivered, as a broker
+  reconnect or a worker restart produces: hot rows hit several times per batch, late events,
+  duplicates inside a batch and across batches. ``--events`` messages in all.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import http.client
 import multiprocessing as mp
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -57,6 +70,7 @@ from app.core.settings import Settings  # noqa: E402
 from app.inventory import seed as seed_service  # noqa: E402
 
 TOPIC_ROOT = "bench"
+STORM_DUPLICATES = 0.05
 
 
 def free_port() -> int:
@@ -112,6 +126,39 @@ def publisher(port: int, sensors: list[tuple[str, str]], n: int, started: mp.Val
         body = {"occupied": (i * 7 + seq) % 3 == 0, "observed_at": (base + timedelta(seconds=seq)).isoformat(),
                 "seq": seq}
         msgs.append((f"{TOPIC_ROOT}/{operator_id}/sensors/{sensor_id}/occupancy", orjson.dumps(body)))
+    _publish(port, msgs, started)
+
+
+def storm_stream(sensors: list[tuple[str, str]], n: int, dup_share: float,
+                 seed: int = 13) -> tuple[list[tuple[str, bytes]], int]:
+    """``n`` messages over ``sensors``: distinct events shuffled, ``dup_share`` of them sent twice.
+
+    Returns the messages and the number of distinct events among them.
+    """
+    rng = random.Random(seed)
+    distinct = round(n / (1 + dup_share))
+    per_sensor = -(-distinct // len(sensors))
+    base = datetime.now(UTC) - timedelta(seconds=per_sensor + 60)  # all in the past, never ahead
+    msgs = []
+    for i in range(distinct):
+        sensor_id, operator_id = sensors[i % len(sensors)]
+        seq = i // len(sensors)
+        body = {"occupied": rng.random() < 0.5, "observed_at": (base + timedelta(seconds=seq)).isoformat(),
+                "seq": seq}
+        msgs.append((f"{TOPIC_ROOT}/{operator_id}/sensors/{sensor_id}/occupancy", orjson.dumps(body)))
+    msgs += rng.choices(msgs, k=n - distinct)  # redelivered copies, byte for byte
+    rng.shuffle(msgs)
+    return msgs, distinct
+
+
+def storm_publisher(port: int, sensors: list[tuple[str, str]], n: int, started: mp.Value,  # type: ignore[valid-type]
+                    dup_share: float = STORM_DUPLICATES) -> None:
+    """Publishes the storm stream (see :func:`storm_stream`); ``sensors`` is the storm's subset."""
+    msgs, _ = storm_stream(sensors, n, dup_share)
+    _publish(port, msgs, started)
+
+
+def _publish(port: int, msgs: list[tuple[str, bytes]], started: mp.Value) -> None:  # type: ignore[valid-type]
     c = client(port)
     c.loop_start()
     started.value = time.time()
@@ -135,8 +182,10 @@ def bare_subscriber(port: int, n: int, ready: mp.Event, go: mp.Event, out: mp.Qu
         state["n"] += 1
         if state["n"] == 1:
             state["first"] = time.time()
+            state["cpu0"] = time.process_time()
         if state["n"] >= n:
             state["last"] = time.time()
+            state["cpu1"] = time.process_time()
 
     client_id = f"bench-bare-{secrets.token_hex(3)}"
     c = client(port, client_id, persistent=True)
@@ -157,23 +206,26 @@ def bare_subscriber(port: int, n: int, ready: mp.Event, go: mp.Event, out: mp.Qu
         time.sleep(0.01)
     c.disconnect()
     c.loop_stop()
-    out.put((state["first"], state["last"], psutil.Process().memory_info().rss))
+    out.put((state["first"], state["last"], psutil.Process().memory_info().rss, state["cpu1"] - state["cpu0"]))
 
 
-def run_bare(port: int, sensors: list[tuple[str, str]], n: int, backlog: bool) -> tuple[float, float]:
+def run_bare(port: int, sensors: list[tuple[str, str]], n: int, backlog: bool,
+             publish: object = None, cpu_out: dict[str, float] | None = None) -> tuple[float, float]:
     ctx = mp.get_context("spawn")
     ready, go, out, started = ctx.Event(), ctx.Event(), ctx.Queue(), ctx.Value("d", 0.0)
     sub = ctx.Process(target=bare_subscriber, args=(port, n, ready, go, out, backlog))
     sub.start()
     ready.wait(30)
-    pub = ctx.Process(target=publisher, args=(port, sensors, n, started))
+    pub = ctx.Process(target=publish or publisher, args=(port, sensors, n, started))
     pub.start()
     if backlog:
         pub.join()
         go.set()
-    first, last, _rss = out.get(timeout=900)
+    first, last, _rss, cpu = out.get(timeout=900)
     pub.join()
     sub.join()
+    if cpu_out is not None:
+        cpu_out["client"] = cpu
     return (first if backlog else started.value), last
 
 
@@ -191,8 +243,13 @@ def metric_sum(ports: list[int], name: str) -> float | None:
 
 
 def run_ingest(port: int, settings: Settings, sensors: list[tuple[str, str]], n: int, workers: int,
-               log: Path, backlog: bool, publish: object = None) -> tuple[float, float, int]:
-    """``publish``: the publisher process's target (default :func:`publisher`, citypark JSON)."""
+               log: Path, backlog: bool, publish: object = None,
+               cpu_out: dict[str, float] | None = None) -> tuple[float, float, int]:
+    """``publish``: the publisher process's target (default :func:`publisher`, citypark JSON).
+
+    ``cpu_out`` gets the CPU seconds the ingest processes (``client``) and their PostgreSQL
+    backends (``database``) spent from the (re)connection to the last commit: unlike rates,
+    CPU per event barely depends on what else the machine runs."""
     metrics_port = free_port()
     while any(_busy(metrics_port + i) for i in range(workers)):
         metrics_port = free_port()
@@ -219,12 +276,16 @@ def run_ingest(port: int, settings: Settings, sensors: list[tuple[str, str]], n:
             started.value = _log_time(log.read_text()[mark:], "connected as")
         peak = 0
         tree = psutil.Process(proc.pid)
+        cpu0 = _cpu(tree), _db_cpu(settings)
         while progress(ports, settings) < n:
             peak = max(peak, _rss(tree, workers))
             if proc.poll() is not None:
                 raise RuntimeError(f"ingest exited: {log.read_text()[-2000:]}")
             time.sleep(0.1)  # sampling interval of the progress/RSS probe
         last = time.time()
+        if cpu_out is not None:
+            cpu_out["client"] = _cpu(tree) - cpu0[0]
+            cpu_out["database"] = sum(t - cpu0[1].get(pid, 0.0) for pid, t in _db_cpu(settings).items())
         batches = metric_sum(ports, "citypark_ingest_batch_size_count") or 0
         busy = metric_sum(ports, "citypark_ingest_batch_seconds_sum") or 0
         print(f"    {batches:.0f} batches, mean {n / max(batches, 1):.0f} events, "
@@ -264,6 +325,38 @@ def committed(settings: Settings) -> int:
     return asyncio.run(count())
 
 
+def _cpu(tree: psutil.Process) -> float:
+    """User + system CPU seconds of a process and all its descendants."""
+    total = 0.0
+    for p in [tree, *tree.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def _db_cpu(settings: Settings) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend connected to the bench database (same machine)."""
+    async def pids() -> list[int]:
+        conn = await asyncpg.connect(settings.asyncpg_dsn)
+        try:
+            return [r[0] for r in await conn.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
+        finally:
+            await conn.close()
+
+    out = {}
+    for pid in asyncio.run(pids()):
+        try:
+            t = psutil.Process(pid).cpu_times()
+            out[pid] = t.user + t.system
+        except psutil.Error:
+            pass
+    return out
+
+
 def _busy(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
@@ -289,7 +382,11 @@ async def prepare_database(base: Settings, spaces: int) -> list[tuple[str, str]]
     try:
         if spaces:
             await seed_service.seed_synthetic(conn, n=spaces, seed=1)
-        await conn.execute("ANALYZE")  # as autovacuum would have by now
+        # The seeded state an hour old: every stream's events (the storm's reach a minute or two
+        # back) are newer than it, as a live city's are.
+        await conn.execute("UPDATE space_state SET observed_at = observed_at - interval '1 hour', "
+                           "since = since - interval '1 hour', last_seen = last_seen - interval '1 hour'")
+        await conn.execute("VACUUM ANALYZE")  # as autovacuum would have by now
         rows = await conn.fetch("SELECT id, operator_id FROM sensors WHERE space_id IS NOT NULL ORDER BY id")
     finally:
         await conn.close()
@@ -325,6 +422,10 @@ def main() -> None:
                              "spread over all sensors, as a city's would (0 = the demo's 2,097 only)")
     parser.add_argument("--database-url", default=os.environ.get(
         "CITYPARK_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432"))
+    parser.add_argument("--scenario", nargs="+", choices=("inorder", "storm"), default=["inorder", "storm"])
+    parser.add_argument("--storm-sensors", type=int, default=5_000)
+    parser.add_argument("--storm-duplicates", type=float, default=0.05,
+                        help="share of the storm stream redelivered (0.05 = 5 %%)")
     args = parser.parse_args()
     n = args.events
     workdir = Path(tempfile.mkdtemp(prefix="citypark-bench-"))
@@ -335,19 +436,39 @@ def main() -> None:
     try:
         sensors = asyncio.run(prepare_database(template, args.spaces))
         print(f"broker 127.0.0.1:{port}, {len(sensors)} sensors, {n} events per run", flush=True)
-        t0, t1 = run_bare(port, sensors, n, not args.live)
-        bare = n / (t1 - t0)
-        print(f"(a) bare paho subscriber:  {bare:9,.0f} events/s  ({t1 - t0:.2f} s)", flush=True)
-        for workers in args.workers:
-            settings = asyncio.run(copy_database(template, f"citypark_bench_{os.getpid()}_{workers}"))
-            made.append(settings)
-            t0, t1, peak = run_ingest(port, settings, sensors, n, workers, workdir / f"ingest-{workers}.log",
-                                      not args.live)
-            rate = n / (t1 - t0)
-            rows, distinct = asyncio.run(history_check(settings))
-            print(f"(b) citypark ingest, {workers} worker{'s' if workers > 1 else ' '}: {rate:9,.0f} events/s  "
-                  f"({t1 - t0:.2f} s)  ratio (b)/(a) = {rate / bare:.2f}  peak RSS per worker = "
-                  f"{peak / 2**20:.0f} MiB  history: {rows} rows, {distinct} distinct", flush=True)
+        for scenario in args.scenario:
+            if scenario == "storm":
+                used = random.Random(5).sample(sensors, min(args.storm_sensors, len(sensors)))
+                distinct = storm_stream(used, n, args.storm_duplicates)[1]
+                publish: object = functools.partial(storm_publisher, dup_share=args.storm_duplicates)
+                print(f"[storm] {len(used)} sensors, {n} messages: {distinct} distinct events shuffled, "
+                      f"{n - distinct} redelivered", flush=True)
+            else:
+                used, distinct, publish = sensors, n, publisher
+                print(f"[inorder] {len(used)} sensors round-robin, {n} distinct events in order", flush=True)
+            bare_cpu: dict[str, float] = {}
+            t0, t1 = run_bare(port, used, n, not args.live, publish, bare_cpu)
+            bare = n / (t1 - t0)
+            print(f"(a) bare paho subscriber:  {bare:9,.0f} events/s  ({t1 - t0:.2f} s)  "
+                  f"CPU {bare_cpu['client'] / n * 1e6:.0f} µs/event", flush=True)
+            for workers in args.workers:
+                settings = asyncio.run(copy_database(
+                    template, f"citypark_bench_{os.getpid()}_{scenario}_{workers}"))
+                made.append(settings)
+                cpu: dict[str, float] = {}
+                t0, t1, peak = run_ingest(port, settings, used, n, workers,
+                                          workdir / f"ingest-{scenario}-{workers}.log", not args.live, publish, cpu)
+                rate = n / (t1 - t0)
+                rows, unique = asyncio.run(history_check(settings))
+                ok = "ok" if rows == unique == distinct else f"EXPECTED {distinct}"
+                print(f"(b) [{scenario}] citypark ingest, {workers} worker{'s' if workers > 1 else ' '}: "
+                      f"{rate:9,.0f} events/s  ({t1 - t0:.2f} s)  ratio (b)/(a) = {rate / bare:.2f}  "
+                      f"peak RSS per worker = {peak / 2**20:.0f} MiB  history: {rows} rows, {unique} distinct "
+                      f"({ok})", flush=True)
+                print(f"    CPU per event: ingest {cpu['client'] / n * 1e6:.0f} µs + PostgreSQL "
+                      f"{cpu['database'] / n * 1e6:.0f} µs; CPU ratio bare/ingest = "
+                      f"{bare_cpu['client'] / max(cpu['client'], 1e-9):.2f}", flush=True)
+        print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     finally:
         broker.send_signal(signal.SIGTERM)
         broker.wait(timeout=10)

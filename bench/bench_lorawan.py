@@ -115,17 +115,24 @@ def main() -> None:
         print(f"broker 127.0.0.1:{port}, {len(sensors)} sensors (all LoRaWAN devices too), {n} events per run",
               flush=True)
         rates = {}
+        cpu: dict[str, dict[str, float]] = {}
         for name, publish, who in (("json", None, sensors), ("uplink", uplink_publisher, devices)):
             settings = asyncio.run(bi.copy_database(template, f"citypark_bench_lw_{os.getpid()}_{name}"))
             made.append(settings)
+            cpu[name] = {}
             t0, t1, peak = bi.run_ingest(port, settings, who, n, args.workers, workdir / f"ingest-{name}.log",
-                                         True, publish=publish)
+                                         True, publish=publish, cpu_out=cpu[name])
             rates[name] = n / (t1 - t0)
             rows, distinct = asyncio.run(bi.history_check(settings))
             print(f"({'a' if name == 'json' else 'b'}) {name:6} ingest, {args.workers} worker(s): "
                   f"{rates[name]:9,.0f} events/s ({t1 - t0:.2f} s)  peak RSS {peak / 2**20:.0f} MiB  "
                   f"history: {rows} rows, {distinct} distinct", flush=True)
-        print(f"ratio (b)/(a) = {rates['uplink'] / rates['json']:.2f}  (target >= 0.8)", flush=True)
+            print(f"    CPU per event: ingest {cpu[name]['client'] / n * 1e6:.0f} µs + PostgreSQL "
+                  f"{cpu[name]['database'] / n * 1e6:.0f} µs", flush=True)
+        print(f"ratio (b)/(a) = {rates['uplink'] / rates['json']:.2f}  (target >= 0.8); CPU ratio "
+              f"(ingest + PostgreSQL, json/uplink) = "
+              f"{sum(cpu['json'].values()) / max(sum(cpu['uplink'].values()), 1e-9):.2f}  "
+              f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     finally:
         broker.send_signal(signal.SIGTERM)
         broker.wait(timeout=10)

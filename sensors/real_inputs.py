@@ -46,6 +46,8 @@ class RealInputs:
         self.devices = devices.DeviceDirectory()
         self._purged_at = 0.0
         self._arrival_timed: list[int] = []  # events of the batch in hand timed by their arrival
+        interval = settings.sensor_report_interval_s
+        self.throttle = devices.ReportThrottle(interval) if interval > 0 else None
 
     def claims(self, topic: str) -> bool:
         """Whether a topic is an uplink or a passage (handled here, not by the JSON parser)."""
@@ -133,13 +135,20 @@ class RealInputs:
             extra.redelivered = len(drop)
 
     async def commit(self, conn: asyncpg.Connection, extra: Extra, counted_facilities: Sequence[str]) -> None:
-        """Reports and passages, in the batch's transaction (after ``write_batch``)."""
-        await devices.write_reports(conn, extra.reports)
+        """Reports and passages, in the batch's transaction (after ``write_batch``); call
+        :meth:`committed` once the transaction has committed."""
+        await devices.write_reports(conn, extra.reports, throttle=self.throttle)
         if extra.passages or counted_facilities:
             await passages.write_passages(conn, extra.passages, counted_facilities=counted_facilities)
         if time.monotonic() - self._purged_at > PURGE_EVERY_S:
             await passages.purge_plates(conn, retention_days=self.settings.plate_retention_days)
             self._purged_at = time.monotonic()
+
+
+    def committed(self) -> None:
+        """The batch given to :meth:`commit` is committed (the report throttle moves on)."""
+        if self.throttle is not None:
+            self.throttle.committed()
 
 
 def _rejection(item: Raw, rej: Rejected, *, passage: bool = False) -> Rejection:

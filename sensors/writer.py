@@ -181,29 +181,34 @@ class BatchWriter:
 
         async def write(conn: asyncpg.Connection) -> occupancy.BatchResult:
             async with conn.transaction():
-                result = await occupancy.write_batch(conn, events, rejections=prepared.rejections)
+                result = await occupancy.write_batch(conn, events, rejections=prepared.rejections,
+                                                     origins={e: raw for raw, e in prepared.events})
                 await self.inputs.commit(conn, prepared.extra, _counted(events))
                 return result
 
         try:
-            return await self._with_db(write, what="write a batch")
+            result = await self._with_db(write, what="write a batch")
+            self.inputs.committed()
+            return result
         except asyncpg.PostgresError as exc:  # the data, not the database: isolate the culprit
             log.error("batch failed (%s); writing its events one by one", exc)
         await self._commit_one_by_one(prepared)
         return None
 
     async def _commit_one_by_one(self, prepared: Prepared) -> None:
-        async def write(events: list[Event], rejections: list[Rejection]) -> None:
-            await self._with_db(lambda conn: _write_single(conn, events, rejections), what="write an event")
+        async def write(events: list[Event], rejections: list[Rejection],
+                        origins: dict[Event, Raw] | None = None) -> None:
+            await self._with_db(lambda conn: _write_single(conn, events, rejections, origins), what="write an event")
 
         for (topic, payload), event in prepared.events:
             try:
-                await write([event], [])
+                await write([event], [], {event: (topic, payload)})
             except asyncpg.PostgresError as exc:
                 await write([], [Rejection(topic, payload, f"write_failed: {exc}"[:300])])
         await write([], prepared.rejections)
         try:
             await self._with_db(lambda conn: self._commit_extra(conn, prepared.extra), what="write reports")
+            self.inputs.committed()
         except asyncpg.PostgresError as exc:
             log.error("reports and passages of a batch failed (%s); not written", exc)
 
@@ -249,7 +254,9 @@ def _summary(prepared: Prepared, result: occupancy.BatchResult | None, seconds: 
     reasons = Counter(r.reason.split(":", 1)[0] for r in prepared.rejections)
     duplicates = None
     if result is not None:
-        duplicates = max(0, kinds.get("occupancy", 0) - result.history_inserted)
+        duplicates = max(0, kinds.get("occupancy", 0) - result.history_inserted - result.conflicts)
+        if result.conflicts:
+            reasons[occupancy.CONFLICTING_DUPLICATE] += result.conflicts
     newest = max((e.observed_at for _, e in prepared.events), default=None)
     return Summary(dict(kinds), dict(reasons), duplicates, newest, seconds)
 
@@ -259,6 +266,7 @@ def _counted(events: list[Event]) -> list[str]:
     return sorted({e.facility_id for e in events if isinstance(e, Count)})
 
 
-async def _write_single(conn: asyncpg.Connection, events: list[Event], rejections: list[Rejection]) -> None:
+async def _write_single(conn: asyncpg.Connection, events: list[Event], rejections: list[Rejection],
+                        origins: dict[Event, Raw] | None) -> None:
     async with conn.transaction():
-        await occupancy.write_batch(conn, events, rejections=rejections)
+        await occupancy.write_batch(conn, events, rejections=rejections, origins=origins)

@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     lorawan_mqtt_url: str = ""  # broker of the network servers; empty = mqtt_url
     lorawan_formats: str = "chirpstack,tts"  # envelopes to subscribe to; empty turns them off
     lorawan_fallback_dedup_s: int = 600  # uplinks timed by their arrival: same fCnt this close = one event
+    # an uplink's sensor row (last_seen, radio, battery, ...) is written at most this often per
+    # sensor and ingest process (report time; resets at once); 0 = on every uplink
+    sensor_report_interval_s: float = Field(default=30.0, ge=0)
     plate_key: str = DEV_PLATE_KEY  # secret of the plates' keyed hash
     plate_retention_days: int = Field(default=30, ge=1)
     # NGSI-LD notifications (citypark notify): endpoint allow-list (hosts, IPs or CIDRs, comma-separated;

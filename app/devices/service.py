@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -113,13 +113,114 @@ class DeviceDirectory:
         self._missing.update({e: until for e in dev_euis if e not in self.devices})
 
 
-async def write_reports(conn: asyncpg.Connection, reports: Sequence[DeviceReport]) -> int:
-    """Move each reporting sensor to its newest report and record resets; returns resets recorded."""
-    if not reports:
-        return 0
+@dataclass(slots=True)
+class _Known:
+    """What this process knows of one sensor's row and of the reports it has not written yet."""
+
+    written: datetime | None = None  # the newest report time written to the row
+    fcnt: int | None = None  # the newest report processed: its counter and time (reset detection)
+    seen: datetime | None = None
+    pending: list[DeviceReport] = field(default_factory=list)  # processed, not written yet
+    pending_since: float = 0.0  # monotonic time of the oldest pending report
+
+
+@dataclass
+class ReportThrottle:
+    """Writes a sensor's row at most once per ``interval_s`` (of report time) per process.
+
+    An uplink's row update (last_seen, radio, battery, temperature, counter) is the per-frame
+    cost of the LoRaWAN path that JSON ingest does not have: one locked, updated ``sensors`` row
+    per frame. With a throttle a sensor's row is written when its newest report is at least
+    ``interval_s`` newer than what the row holds, on any reset (start-up frame, counter drop),
+    for a sensor this process has not written yet, and for reports held back longer than
+    ``interval_s`` of wall time (flushed with the next batch). Held-back reports are written
+    with the next write of the row, so no reading is lost: the row is at most ``interval_s``
+    behind while ingest runs. The state moves only after the batch's commit (:meth:`committed`).
+    """
+
+    interval_s: float
+    known: dict[str, _Known] = field(default_factory=dict)
+    _held: dict[str, None] = field(default_factory=dict)  # sensors with pending reports
+    _plan: dict[str, _Known] | None = None
+
+    def due(self, by_sensor: dict[str, list[DeviceReport]], now: float) -> dict[str, list[DeviceReport]]:
+        """The sensors to write now, each with its pending and new reports (time order); plans
+        what :meth:`committed` records."""
+        plan: dict[str, _Known] = {}
+        out: dict[str, list[DeviceReport]] = {}
+        for sid, reps in by_sensor.items():
+            k = self.known.get(sid)
+            newest = reps[-1]
+            if (k is None or k.written is None or any(r.kind == "startup" for r in reps)
+                    or _resets(reps, k.fcnt, k.seen)
+                    or newest.observed_at >= k.written + timedelta(seconds=self.interval_s)):
+                out[sid] = sorted([*(k.pending if k else []), *reps], key=_order)
+                plan[sid] = _written(k, out[sid])
+                continue
+            fcnt, seen = (newest.fcnt, newest.observed_at)
+            if k.seen is not None and k.fcnt is not None and (k.seen, k.fcnt) > (seen, fcnt):
+                fcnt, seen = k.fcnt, k.seen
+            plan[sid] = _Known(k.written, fcnt, seen, _compress([*k.pending, *reps]),
+                               k.pending_since if k.pending else now)
+        for sid in list(self._held):  # held back too long: flushed with this batch
+            k = self.known[sid]
+            if sid not in by_sensor and now - k.pending_since >= self.interval_s:
+                out[sid] = sorted(k.pending, key=_order)
+                plan[sid] = _written(k, out[sid])
+        self._plan = plan
+        return out
+
+    def committed(self) -> None:
+        """The batch whose reports :meth:`due` planned is committed: remember what was written."""
+        for sid, k in (self._plan or {}).items():
+            self.known[sid] = k
+            if k.pending:
+                self._held[sid] = None
+            else:
+                self._held.pop(sid, None)
+        self._plan = None
+
+
+def _written(k: _Known | None, reports: list[DeviceReport]) -> _Known:
+    newest = reports[-1]
+    at = newest.observed_at if k is None or k.written is None else max(k.written, newest.observed_at)
+    if k is not None and k.seen is not None and k.fcnt is not None and (k.seen, k.fcnt) > _order(newest):
+        return _Known(at, k.fcnt, k.seen)
+    return _Known(at, newest.fcnt, newest.observed_at)
+
+
+def _order(r: DeviceReport) -> tuple[datetime, int]:
+    return (r.observed_at, r.fcnt)
+
+
+READINGS = ("battery_v", "rssi_dbm", "snr_db", "temperature_c", "firmware")
+
+
+def _compress(reports: list[DeviceReport]) -> list[DeviceReport]:
+    """The reports a row update needs: the newest, and the newest carrying each reading."""
+    ordered = sorted(reports, key=_order)
+    keep = {id(ordered[-1])}
+    for name in READINGS:
+        last = next((r for r in reversed(ordered) if getattr(r, name) is not None), None)
+        if last is not None:
+            keep.add(id(last))
+    return [r for r in ordered if id(r) in keep]
+
+
+async def write_reports(conn: asyncpg.Connection, reports: Sequence[DeviceReport], *,
+                        throttle: ReportThrottle | None = None) -> int:
+    """Move each reporting sensor to its newest report and record resets; returns resets recorded.
+
+    With ``throttle``, only the sensors it says are due are written (see :class:`ReportThrottle`);
+    the caller calls ``throttle.committed()`` after the transaction commits.
+    """
     by_sensor: dict[str, list[DeviceReport]] = {}
-    for r in sorted(reports, key=lambda r: (r.observed_at, r.fcnt)):
+    for r in sorted(reports, key=_order):
         by_sensor.setdefault(r.sensor_id, []).append(r)
+    if throttle is not None:
+        by_sensor = throttle.due(by_sensor, time.monotonic())
+    if not by_sensor:
+        return 0
     ids = sorted(by_sensor)
     stored = {row["id"]: row for row in await conn.fetch(LOCK_SENSORS, ids)}
     resets = [reset for sid in ids if sid in stored

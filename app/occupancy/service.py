@@ -30,7 +30,7 @@ or heartbeat) is older than ``settings.stale_after_s``; never ``free``: the one 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -39,6 +39,7 @@ import asyncpg
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import Conflict
 from app.core.settings import Settings
 from app.occupancy import sql
 from app.occupancy.messages import (
@@ -57,6 +58,7 @@ STORED_PAYLOAD_CHARS = 2000
 NOTIFY_CHANNEL = "space_state"
 FACILITY_CHANNEL = "facility_state"  # facilities whose gate count moved (counts, passages, voids)
 NOTIFY_MAX_BYTES = 7500
+CONFLICTING_DUPLICATE = "conflicting_duplicate"
 
 
 
@@ -68,33 +70,57 @@ class BatchResult:
     counts_inserted: int
     rejected: int
     changed_spaces: list[str]
+    conflicts: int = 0  # occupancy events refused as ``conflicting_duplicate`` (counted in ``rejected``)
 
 
 async def write_batch(conn: asyncpg.Connection, events: Sequence[Event], *,
-                      rejections: Sequence[Rejection] = (), notify: bool = True) -> BatchResult:
+                      rejections: Sequence[Rejection] = (), notify: bool = True,
+                      origins: Mapping[Event, tuple[str, bytes | str]] | None = None,
+                      received_at: datetime | None = None, record_conflicts: bool = True) -> BatchResult:
     """Write a batch (history, state, sensors, counts, rejections) in the caller's transaction.
 
-    Idempotent: writing the same events again changes nothing. The caller commits; on a
-    deadlock or serialization failure (``asyncpg.exceptions.DeadlockDetectedError``) the caller
-    rolls back and retries the whole batch. ``NOTIFY space_state`` is sent when ``notify``.
+    Idempotent: writing the same events again changes nothing. An occupancy event whose identity
+    ``(sensor_id, observed_at, seq)`` is taken by a stored (or earlier in the batch) event with a
+    different payload is not a duplicate: it goes to ``rejected_messages`` as
+    ``conflicting_duplicate`` (``origins`` maps events to the topic and payload they came in;
+    without it the event itself is stored as the payload). Current state orders readings by
+    ``min(observed_at, received_at)`` (``received_at``: now, or when a redelivered event was first
+    received), so a reading stamped ahead of the clock cannot hide later ones. The caller
+    commits; on a deadlock or serialization failure (``asyncpg.exceptions.DeadlockDetectedError``)
+    the caller rolls back and retries the whole batch. ``NOTIFY space_state`` is sent when ``notify``.
     """
-    occ = _dedupe([e for e in events if isinstance(e, Occupancy)],
-                  lambda e: (e.sensor_id, e.observed_at, e.seq))
+    now = received_at or datetime.now(UTC)
+    occ, conflicts = _dedupe_occupancy([e for e in events if isinstance(e, Occupancy)])
     counts = _dedupe([e for e in events if isinstance(e, Count)], lambda e: (e.facility_id, e.observed_at))
     beats = [e for e in events if isinstance(e, Heartbeat)]
-    inserted = await sql.insert_history(conn, occ)
-    changed = await sql.upsert_space_state(conn, occ, beats)
+    new = await sql.insert_history(conn, occ, now)  # None: all of them were new
+    if new is None:
+        ranked: list[sql.Ranked] = [(e, min(e.observed_at, now)) for e in occ]
+        stored: list[Occupancy] = []
+    else:
+        ranked = [(e, min(e.observed_at, now)) for e in occ if sql.identity(e) in new]
+        stored = [e for e in occ if sql.identity(e) not in new]
+    for e, twin in zip(stored, await sql.stored_events(conn, stored), strict=True):
+        if twin is not None and (twin["occupied"], twin["battery_v"]) != (e.occupied, e.battery_v):
+            conflicts.append((e, f"the stored {_payload(twin['occupied'], twin['battery_v'])}"))
+        else:  # a redelivery: ordered as when it first came, so it moves nothing again
+            ranked.append((e, min(e.observed_at, twin["received_at"] if twin is not None else now)))
+    changed = await sql.upsert_space_state(
+        conn, ranked, [(b.space_id, min(b.observed_at, now)) for b in beats if b.space_id])
     # Sensor rows move on heartbeats and battery reports; every occupancy message already
     # moves space_state.last_seen, which is what staleness reads.
-    await sql.update_sensors(conn, [*[e for e in occ if e.battery_v is not None], *beats])
+    await sql.update_sensors(conn, [*[(e, at) for e, at in ranked if e.battery_v is not None],
+                                    *[(b, min(b.observed_at, now)) for b in beats]])
     n_counts = await sql.write_counts(conn, counts)
-    await sql.insert_rejections(conn, [_stored(r) for r in rejections])
+    refused = [_conflict(e, why, origins) for e, why in conflicts] if record_conflicts else []
+    await sql.insert_rejections(conn, [_stored(r) for r in [*rejections, *refused]])
     if notify and changed:
         await conn.execute("SELECT pg_notify($1, c) FROM unnest($2::text[]) AS c",
                            NOTIFY_CHANNEL, _notify_chunks(changed))
     if notify and counts:
         await notify_facilities(conn, sorted({c.facility_id for c in counts}))
-    return BatchResult(inserted, n_counts, len(rejections), changed)
+    inserted = len(occ) if new is None else len(new)
+    return BatchResult(inserted, n_counts, len(rejections) + len(refused), changed, len(conflicts))
 
 
 async def notify_facilities(conn: asyncpg.Connection, facility_ids: Sequence[str]) -> None:
@@ -109,6 +135,30 @@ def _dedupe(items: list[Any], key: Any) -> list[Any]:
     for item in items:
         seen.setdefault(key(item), item)
     return list(seen.values())
+
+
+def _dedupe_occupancy(events: list[Occupancy]) -> tuple[list[Occupancy], list[tuple[Occupancy, str]]]:
+    """One event per identity (the first); a later one with another payload is a conflict."""
+    seen: dict[tuple[Any, ...], Occupancy] = {}
+    conflicts: list[tuple[Occupancy, str]] = []
+    for e in events:
+        first = seen.setdefault(sql.identity(e), e)
+        if first is not e and (first.occupied, first.battery_v) != (e.occupied, e.battery_v):
+            conflicts.append((e, f"{_payload(first.occupied, first.battery_v)} earlier in the batch"))
+    return list(seen.values()), conflicts
+
+
+def _conflict(e: Occupancy, why: str, origins: Mapping[Event, tuple[str, bytes | str]] | None) -> Rejection:
+    topic, payload = (origins or {}).get(e) or (f"sensors/{e.sensor_id}/occupancy", orjson.dumps(
+        {"occupied": e.occupied, "observed_at": e.observed_at.isoformat(), "seq": e.seq,
+         "battery_v": e.battery_v}))
+    seq = "no seq" if e.seq is None else f"seq {e.seq}"
+    return Rejection(topic, payload, f"{CONFLICTING_DUPLICATE}: {e.sensor_id} at {e.observed_at.isoformat()} "
+                                     f"({seq}) {_payload(e.occupied, e.battery_v)} conflicts with {why}", e.source)
+
+
+def _payload(occupied: bool, battery_v: float | None) -> str:
+    return f"occupied={str(occupied).lower()}" + ("" if battery_v is None else f", battery_v={battery_v}")
 
 
 def _stored(r: Rejection) -> tuple[str, str, str, str]:
@@ -151,8 +201,9 @@ async def push(session: AsyncSession, *, settings: Settings, operator_id: str,
     """Validate and write one pushed message (the operator HTTP endpoints; the caller commits).
 
     ``body`` is the parsed JSON (or raw bytes). Raises ``NotFound`` (unknown sensor or facility),
-    ``Forbidden`` (another operator's) or ``InvalidInput`` (kind = the reason code) when the
-    message is rejected; :func:`record_rejection` stores such a rejection if wanted.
+    ``Forbidden`` (another operator's), ``InvalidInput`` (kind = the reason code) when the
+    message is rejected, or ``Conflict`` (kind ``conflicting_duplicate``) when an event with its
+    identity and another payload is stored; :func:`record_rejection` stores such a rejection if wanted.
     """
     payload = body if isinstance(body, bytes) else orjson.dumps(body)
     topic = "/".join((settings.mqtt_topic_root, operator_id, target, target_id, kind))
@@ -165,7 +216,10 @@ async def push(session: AsyncSession, *, settings: Settings, operator_id: str,
                          max_clock_skew_s=settings.max_clock_skew_s, source="http")
     except Rejected as rej:
         raise rej.as_domain_error() from None
-    await write_batch(conn, [event])
+    result = await write_batch(conn, [event], record_conflicts=False)
+    if result.conflicts:  # stored by the caller as the rejection of this push (409)
+        raise Conflict(f"an event of {target_id} with this observed_at and seq and another payload is stored",
+                       kind=CONFLICTING_DUPLICATE)
     return event
 
 
