@@ -5,8 +5,10 @@ A driver key may have at most ``Settings.max_holds_per_driver`` (default 1) assi
 ``citypark keys create --role driver --max-holds N``) has its own cap. Admin keys are not
 capped. One more is refused with ``Conflict`` of kind ``hold_limit`` (409).
 
-Within a process, the requests of one key are admitted one at a time (a lock per key, held
-until the hold is written), so concurrent requests cannot all see room for one more. A request
+Within a process, the requests of one key are counted one at a time (a lock per key around the
+count), and a request admitted but whose hold is not written yet counts as a hold, so concurrent
+requests cannot all see room for one more while a fleet key's requests still run concurrently
+(a batch window is not waited out once per request). A request
 with a session (the route) also takes a transaction-scoped advisory lock on the key, held until
 it commits, so its hold is counted by the next request in any process. The fast path (no
 session; its holds are committed before it answers) reads the count without that lock:
@@ -42,10 +44,12 @@ def cap_of(principal: Principal, default: int) -> int | None:
 
 
 class KeyLocks:
-    """One asyncio lock per key that has a request in flight (forgotten when none has)."""
+    """One asyncio lock per key that has a request in flight (forgotten when none has), and the
+    number of that key's admitted requests whose hold is not written yet."""
 
     def __init__(self) -> None:
         self._locks: dict[uuid.UUID, tuple[asyncio.Lock, int]] = {}
+        self.in_flight: dict[uuid.UUID, int] = {}
 
     @asynccontextmanager
     async def hold(self, key_id: uuid.UUID) -> AsyncIterator[None]:
@@ -85,19 +89,39 @@ def _locks_of(runtime: Any) -> KeyLocks:
 async def admitted(runtime: Any, session: AsyncSession | None, principal: Principal) -> AsyncIterator[None]:
     """Run the body (which places one hold) only if ``principal`` has room for one more hold.
 
-    ``Conflict`` (kind ``hold_limit``) if it has not. The key's other requests in this process
-    wait until the body is done, so each sees the holds placed before it.
+    ``Conflict`` (kind ``hold_limit``) if it has not. With a session the key's other requests in
+    this process wait until the body is done; without one (the fast path) they wait only for the
+    count, and the bodies admitted but not done yet count as holds.
     """
     cap = cap_of(principal, runtime.settings.max_holds_per_driver)
     if cap is None:
         yield
         return
-    async with _locks_of(runtime).hold(principal.key_id):
-        if session is not None:  # held to the request's commit: its hold is counted by the next request
-            await session.execute(_LOCK_KEY, {"key": str(principal.key_id)})
-        held = await active_holds(runtime, session, principal.key_id)
-        if held >= cap:
-            raise Conflict(
-                f"this key already has {held} active hold{'s' if held != 1 else ''} (at most {cap}): "
-                "cancel one (POST /v1/assignments/{id}/cancel) or let it expire", kind=KIND)
-        yield
+    locks = _locks_of(runtime)
+    key = principal.key_id
+    if session is not None:  # the route: admitted one at a time, to the request's commit
+        async with locks.hold(key):
+            await session.execute(_LOCK_KEY, {"key": str(key)})  # held to the commit
+            _refuse_over(await active_holds(runtime, session, key), cap)
+            yield
+        return
+    # the fast path: the lock covers only the count; the key's admitted requests that have not
+    # written their hold yet count as holds, so a fleet key's requests run concurrently
+    async with locks.hold(key):
+        _refuse_over(await active_holds(runtime, None, key) + locks.in_flight.get(key, 0), cap)
+        locks.in_flight[key] = locks.in_flight.get(key, 0) + 1
+    try:
+        yield  # places the hold and commits it before it returns
+    finally:
+        left = locks.in_flight[key] - 1
+        if left:
+            locks.in_flight[key] = left
+        else:
+            del locks.in_flight[key]
+
+
+def _refuse_over(held: int, cap: int) -> None:
+    if held >= cap:
+        raise Conflict(
+            f"this key already has {held} active hold{'s' if held != 1 else ''} (at most {cap}): "
+            "cancel one (POST /v1/assignments/{id}/cancel) or let it expire", kind=KIND)
