@@ -8,16 +8,20 @@ capped. One more is refused with ``Conflict`` of kind ``hold_limit`` (409).
 Within a process, the requests of one key are counted one at a time (a lock per key around the
 count), and a request admitted but whose hold is not written yet counts as a hold, so concurrent
 requests cannot all see room for one more while a fleet key's requests still run concurrently
-(a batch window is not waited out once per request). A request
+(a batch window is not waited out once per request). Below its cap, a key's count read in the
+last second plus the requests this process admitted since stands in for a new count (a fleet
+key's count is not re-read per request); at the cap it is always read afresh, so a cancelled or
+expired hold frees room at once and a refusal always rests on a fresh count. A request
 with a session (the route) also takes a transaction-scoped advisory lock on the key, held until
 it commits, so its hold is counted by the next request in any process. The fast path (no
 session; its holds are committed before it answers) reads the count without that lock:
-requests of one key racing on it in different processes at the same instant may each pass once.
+requests of one key racing on it in different processes may each pass once within that second.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,6 +34,9 @@ from app.core.errors import Conflict
 from app.keys.service import Principal
 
 KIND = "hold_limit"
+# below its cap a key's count is trusted this long (plus what this process admitted since);
+# at the cap it is always counted afresh, so a refusal is never based on an old count
+COUNT_TTL_S = 1.0
 COUNT_ACTIVE = ("SELECT count(*) FROM assignments WHERE key_id = $1 "
                 "AND status IN ('held', 'reassigned') AND upper(hold) > now()")
 _COUNT_ACTIVE_SQLA = text(COUNT_ACTIVE.replace("$1", ":key_id"))
@@ -50,6 +57,8 @@ class KeyLocks:
     def __init__(self) -> None:
         self._locks: dict[uuid.UUID, tuple[asyncio.Lock, int]] = {}
         self.in_flight: dict[uuid.UUID, int] = {}
+        # the fast path's last count per key: (when it was read, holds then + admitted since)
+        self.seen: dict[uuid.UUID, tuple[float, int]] = {}
 
     @asynccontextmanager
     async def hold(self, key_id: uuid.UUID) -> AsyncIterator[None]:
@@ -108,7 +117,14 @@ async def admitted(runtime: Any, session: AsyncSession | None, principal: Princi
     # the fast path: the lock covers only the count; the key's admitted requests that have not
     # written their hold yet count as holds, so a fleet key's requests run concurrently
     async with locks.hold(key):
-        _refuse_over(await active_holds(runtime, None, key) + locks.in_flight.get(key, 0), cap)
+        now = time.monotonic()
+        read_at, held = locks.seen.get(key, (-COUNT_TTL_S, cap))
+        if now - read_at >= COUNT_TTL_S or held >= cap:  # at the cap, or old: count afresh
+            read_at, held = now, await active_holds(runtime, None, key) + locks.in_flight.get(key, 0)
+        _refuse_over(held, cap)
+        if len(locks.seen) > 10_000:
+            locks.seen = {k: v for k, v in locks.seen.items() if now - v[0] < COUNT_TTL_S}
+        locks.seen[key] = (read_at, held + 1)
         locks.in_flight[key] = locks.in_flight.get(key, 0) + 1
     try:
         yield  # places the hold and commits it before it returns
