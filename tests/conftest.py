@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.api.main import create_app
@@ -35,6 +36,14 @@ MQTT_URL = os.environ.get("CITYPARK_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
 OUTPUT_DIR = Path(os.environ.get("CITYPARK_TEST_OUTPUT", ROOT / "test-output"))
 # ../shared beside the project, as the workplace and CI lay it out (real data, official schemas)
 SHARED = Path(os.environ.get("CITYPARK_SHARED", ROOT.parent / "shared"))
+
+
+# Hypothesis (schemathesis and tests/fuzz) runs derandomized by default, so CI and a local run
+# try the same examples and a red CI always reproduces; CITYPARK_HYPOTHESIS_PROFILE=explore draws
+# new examples each run (with CITYPARK_FUZZ_EXAMPLES=1000 for a long local search).
+hypothesis_settings.register_profile("citypark", derandomize=True)
+hypothesis_settings.register_profile("explore", derandomize=False)
+hypothesis_settings.load_profile(os.environ.get("CITYPARK_HYPOTHESIS_PROFILE", "citypark"))
 
 
 def shared_path(*parts: str) -> Path:

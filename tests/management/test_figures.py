@@ -250,3 +250,16 @@ async def test_pricing_report_is_the_endpoint_and_records_once_per_period(api: A
         assert float(again["change"]) == 0.0
         assert "per period" in again["reason"]
         assert float(again["current_fee"]) == float(r["recommended_fee"])
+
+
+@pytest.mark.parametrize("path", ["utilization", "sharing", "pricing", "pressure"])
+@pytest.mark.parametrize("params", [{"until": "0001-01-06T00:02:00Z"}, {"since": "9999-12-31T23:00:00Z"},
+                                    {"since": "1999-12-31T00:00:00+08:00", "until": "2000-01-02T00:00:00Z"}])
+async def test_periods_outside_the_calendar_are_422(api: Any, path: str, params: dict[str, str]) -> None:
+    """schemathesis found `until=0001-01-06T00:02:00Z`: the default since (until − 28 days)
+    fell before year 1 and answered 500."""
+    client, headers, _ = api
+    response = await client.get(f"/v1/management/{path}", params=params, headers=headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "invalid_input"
+    assert "between 2000-01-01 and 3000-01-01" in response.json()["detail"]

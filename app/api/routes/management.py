@@ -25,6 +25,7 @@ from app.management import rollups
 from app.management import sharing as sharing_service
 from app.management import utilization as utilization_service
 from app.management.utilization import Period
+from app.occupancy.messages import EPOCH_FLOOR
 
 router = APIRouter(prefix="/v1/management", tags=["management"])
 
@@ -39,6 +40,9 @@ MAX_PERIOD = timedelta(days=400)
 CSV_CONTENT = {"text/csv": {"schema": {"type": "string"}}}
 RESPONSES: dict[int | str, dict[str, Any]] = {200: {"content": CSV_CONTENT}, **ERROR_RESPONSES}
 
+# the rollups' hours and their default period stay inside datetime's range (the fuzzer's 0001-01-06)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+
 
 async def _period(session: AsyncSession, settings: Settings, since: datetime | None,
                   until: datetime | None, response: Response) -> Period:
@@ -47,6 +51,8 @@ async def _period(session: AsyncSession, settings: Settings, since: datetime | N
     for value in (since, until):
         if value is not None and value.tzinfo is None:
             raise InvalidInput("since and until need a UTC offset (RFC 3339)")
+        if value is not None and not EPOCH_FLOOR <= value <= LATEST:
+            raise InvalidInput(f"since and until must lie between {EPOCH_FLOOR:%Y-%m-%d} and {LATEST:%Y-%m-%d}")
     end = rollups.ceil_hour(until or now)
     start = rollups.floor_hour(since or end - DEFAULT_PERIOD)
     if start >= end or end - start > MAX_PERIOD:
