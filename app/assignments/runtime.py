@@ -329,28 +329,13 @@ class MatchingRuntime:
             excluded |= {o.key for o in options}
         raise service.no_free_space(query)
 
-    async def nearest_free(self, session: AsyncSession, query: service.AssignmentRequest,
-                           limit: int) -> list[dict[str, Any]]:
-        """``GET /v1/spaces/free``'s rows: from the index, or from PostGIS in ``session`` until it loads."""
-        rows = self.free_spaces(**free_query(query, limit))
-        if rows is not None:
-            return rows
-        eligibility = await self.eligibility.get(session)
-        return await service.free_spaces_sql(session, query, limit=limit, settings=self.settings,
-                                             eligibility=eligibility)
-
     def free_spaces(self, **query: Any) -> list[dict[str, Any]] | None:
         """From memory, or None when the index is not loaded (callers then ask SQL)."""
         index = self._current_index()
         return None if index is None else index.nearest(**query)
 
-    def free_spaces_json(self, **query: Any) -> bytes | None:
-        """:meth:`free_spaces` as its JSON body (the fast path's answer)."""
-        index = self._current_index()
-        return None if index is None else index.nearest_json(**query)
-
     def free_page_json(self, after: Any = None, **query: Any) -> tuple[bytes, Any] | None:
-        """One page of :meth:`free_spaces_json` after a cursor, with the next page's cursor."""
+        """One page of :meth:`free_spaces` as its JSON body, after a cursor, with the next page's cursor."""
         index = self._current_index()
         return None if index is None else index.page_json(after=after, **query)
 

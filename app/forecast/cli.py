@@ -12,20 +12,11 @@ import typer
 
 from app.core.db import raw_connection
 from app.core.settings import Settings, get_settings
+from app.core.times import cli_moment
 from app.forecast import evaluation, series, store, training
 from app.forecast.series import Grid
 
 forecast_cli = typer.Typer(help="availability forecasts", no_args_is_help=True)
-
-
-def _when(text: str | None, default: datetime) -> datetime:
-    if text is None:
-        return default
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise typer.BadParameter(f"{text!r} is not an RFC 3339 timestamp") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _aligned(t: datetime) -> datetime:
@@ -55,7 +46,7 @@ def train(
     """Train the forecast model on the recent history and store it in the database."""
     settings = get_settings()
     while True:
-        end = _aligned(_when(until, datetime.now(UTC)))
+        end = _aligned(cli_moment(until, datetime.now(UTC)))
         model_id, metrics, seconds = asyncio.run(train_once(
             settings, until=end, days=days or settings.forecast_train_days, max_samples=settings.forecast_max_samples))
         if model_id is None:
@@ -78,8 +69,8 @@ def evaluate(
 ) -> None:
     """Chronological backtest: model vs persistence, last week and the corrected profile."""
     settings = get_settings()
-    start = _aligned(_when(since, datetime.now(UTC)))
-    end = _aligned(_when(until, datetime.now(UTC)))
+    start = _aligned(cli_moment(since, datetime.now(UTC)))
+    end = _aligned(cli_moment(until, datetime.now(UTC)))
     if end <= start + timedelta(hours=3):
         raise typer.BadParameter("--until must be more than three hours after --since")
     metrics = asyncio.run(backtest(settings, since=start, until=end, days=days or settings.forecast_train_days))

@@ -6,46 +6,26 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.csv_export import rows_to_csv
-from app.core.db import create_engine
-from app.core.settings import Settings, get_settings
+from app.core.db import in_session
+from app.core.settings import get_settings
+from app.core.times import cli_moment
 from app.management import pricing, rollups
 from app.management.utilization import Period
 
 pricing_cli = typer.Typer(help="demand-responsive pricing (SFpark rule)", no_args_is_help=True)
-T = TypeVar("T")
 
 
 @pricing_cli.callback()
 def _group() -> None:
     """Demand-responsive pricing (SFpark rule): ``citypark pricing report``."""
-
-
-async def _in_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    engine = create_engine(settings, pool_size=1)
-    try:
-        async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
-            return await work(session)
-    finally:
-        await engine.dispose()
-
-
-def _when(text_value: str | None, default: datetime) -> datetime:
-    if text_value is None:
-        return default
-    try:
-        value = datetime.fromisoformat(text_value)
-    except ValueError:
-        raise typer.BadParameter(f"{text_value!r} is not an RFC 3339 timestamp") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 @pricing_cli.command("report")
@@ -65,8 +45,8 @@ def report(
     low, high = pricing.parse_target(target)
     rule = pricing.Rule(low=low, high=high, step=step, floor=min_fee, cap=max_fee, period_days=period_days)
     now = datetime.now(UTC)
-    end = rollups.ceil_hour(_when(until, now))
-    start = rollups.floor_hour(_when(since, end - timedelta(days=28)))
+    end = rollups.ceil_hour(cli_moment(until, now))
+    start = rollups.floor_hour(cli_moment(since, end - timedelta(days=28)))
 
     async def work(session: AsyncSession) -> tuple[list[dict[str, Any]], int]:
         done = await rollups.refresh(session, now=now, hold_s=settings.management_hold_s)
@@ -75,7 +55,7 @@ def report(
         recorded = await pricing.record(session, items=items, at=now) if record else 0
         return items, recorded
 
-    items, recorded = asyncio.run(_in_session(settings, work))
+    items, recorded = asyncio.run(in_session(settings, work))
     text_out = "\ufeff" + "".join(rows_to_csv(items, pricing.COLUMNS))
     if out is None:
         sys.stdout.write(text_out)
@@ -93,7 +73,7 @@ def rollup(
     settings = get_settings()
     while True:
         started = time.perf_counter()
-        done = asyncio.run(_in_session(settings, lambda s: rollups.refresh(
+        done = asyncio.run(in_session(settings, lambda s: rollups.refresh(
             s, now=datetime.now(UTC), hold_s=settings.management_hold_s)))
         if interval is None or done.hours:  # a service says something only when it did something
             typer.echo(f"rolled up {done.hours} hours in {time.perf_counter() - started:.1f} s; "
