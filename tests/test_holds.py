@@ -13,6 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 NOW = datetime.now(UTC)
 
 
+@pytest.fixture(autouse=True)
+def _now() -> None:
+    """Each test's own NOW: one taken at import is minutes old by the time a long suite gets here."""
+    global NOW
+    NOW = datetime.now(UTC)
+
+
 async def hold(db: AsyncSession, space: str, start: datetime, minutes: int = 10,
                status: str = "held") -> None:
     """Insert one hold on ``space``; fails if nothing was inserted (a misspelled space id)."""

@@ -9,19 +9,34 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import pytest
 from sqlalchemy import text
 
 from app.passages import messages, service
 from tests.conftest import app_client, make_committed_key
 
 OP, LOT, CAPACITY = "shared-parking", "lss-counted-lot", 160
-T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=20)  # counts stay fresh (30 min)
-EARLIER = T0 - timedelta(hours=3)
+_CLOCK: dict[str, datetime] = {}
 PLATE, PLATE_WRITTEN_OTHERWISE = "辽C·12345", "辽c 12345"
 
 
-def at(minutes: float, base: datetime = T0) -> str:
-    return (base + timedelta(minutes=minutes)).isoformat()
+@pytest.fixture(autouse=True)
+def _now() -> None:
+    """Each test's own T0, 20 minutes ago: counts stay fresh (30 min) however long the suite
+    ran before this test (a T0 taken at import went stale in a 13-minute run)."""
+    _CLOCK["t0"] = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=20)
+
+
+def t0() -> datetime:
+    return _CLOCK["t0"]
+
+
+def earlier() -> datetime:
+    return t0() - timedelta(hours=3)
+
+
+def at(minutes: float, base: datetime | None = None) -> str:
+    return ((base or t0()) + timedelta(minutes=minutes)).isoformat()
 
 
 async def post(client: Any, key: dict[str, str], body: Any, lot: str = LOT, op: str = OP) -> Any:
@@ -89,10 +104,10 @@ async def test_voids_and_corrections_undo_passages(client: Any, make_key: Any) -
 
 async def test_plate_hashes_link_exits_to_entries(client: Any, make_key: Any, db: Any) -> None:
     key = await make_key("operator", OP)
-    await post(client, key, [{"direction": "in", "observed_at": at(0, EARLIER), "passage_id": "p-in", "plate": PLATE},
-                             {"direction": "out", "observed_at": at(95, EARLIER), "passage_id": "p-out",
+    await post(client, key, [{"direction": "in", "observed_at": at(0, earlier()), "passage_id": "p-in", "plate": PLATE},
+                             {"direction": "out", "observed_at": at(95, earlier()), "passage_id": "p-out",
                               "plate": PLATE_WRITTEN_OTHERWISE},
-                             {"direction": "out", "observed_at": at(30, EARLIER), "passage_id": "q-out",
+                             {"direction": "out", "observed_at": at(30, earlier()), "passage_id": "q-out",
                               "plate": "辽A00001"}])
     got = {r["passage_id"]: r for r in await rows(
         db, "SELECT passage_id, entry_id, stay_s, flags, plate_hash, id FROM passages WHERE facility_id = :f", f=LOT)}
@@ -100,12 +115,12 @@ async def test_plate_hashes_link_exits_to_entries(client: Any, make_key: Any, db
     assert got["p-out"]["entry_id"] == got["p-in"]["id"]
     assert got["p-in"]["plate_hash"] == messages.plate_hash("辽C12345", "citypark-development-plate-key")
     assert got["q-out"]["flags"] == ["exit_without_entry"]  # kept and flagged
-    await post(client, key, {"direction": "in", "observed_at": at(10, EARLIER), "passage_id": "q-in",
+    await post(client, key, {"direction": "in", "observed_at": at(10, earlier()), "passage_id": "q-in",
                              "plate": "辽A00001"})
     late = (await rows(db, "SELECT stay_s, flags FROM passages WHERE passage_id = 'q-out'"))[0]
     assert (late["stay_s"], late["flags"]) == (20 * 60, [])
     conn = (await (await db.connection()).get_raw_connection()).driver_connection
-    listed = await service.stays(conn, facility_ids=[LOT], since=EARLIER, until=T0)
+    listed = await service.stays(conn, facility_ids=[LOT], since=earlier(), until=t0())
     assert [(s.stay_s, s.left_at - s.entered_at) for s in listed] == [
         (20 * 60, timedelta(minutes=20)), (95 * 60, timedelta(minutes=95))]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,6 +16,13 @@ from app.enforcement.violations import Sweep
 
 OP, LOT = "shared-parking", "lss-counted-lot"
 NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture(autouse=True)
+def _now() -> None:
+    """Each test's own NOW: one taken at import is minutes old by the time a long suite gets here."""
+    global NOW
+    NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 def passage(pid: str, direction: str | None, minutes_ago: float, plate: str | None = None, **extra: Any) -> dict:
